@@ -1,0 +1,342 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// OperationKind says what an operation runs.
+// +kubebuilder:validation:Enum=BackgroundToolOp;MobMemberChild
+type OperationKind string
+
+const (
+	// BackgroundToolOp is a background tool job.
+	BackgroundToolOp OperationKind = "BackgroundToolOp"
+	// MobMemberChild is a child member of an agent mob; only it may report peer-ready.
+	MobMemberChild OperationKind = "MobMemberChild"
+)
+
+// OperationPhase is where an operation is in its lifecycle.
+// +kubebuilder:validation:Enum=Pending;Provisioning;Running;Retiring;Completed;Failed;Aborted;Cancelled;Retired;Terminated;Rejected
+type OperationPhase string
+
+const (
+	// PhasePending means the session has not admitted the operation yet. An
+	// operation with no phase at all is Pending too.
+	PhasePending OperationPhase = "Pending"
+	// PhaseProvisioning means admitted; the agent is starting it.
+	PhaseProvisioning OperationPhase = "Provisioning"
+	// PhaseRunning means provisioning succeeded.
+	PhaseRunning OperationPhase = "Running"
+	// PhaseRetiring means a retire was requested and the operation is winding down.
+	PhaseRetiring OperationPhase = "Retiring"
+	// PhaseCompleted is terminal: the operation finished with a result.
+	PhaseCompleted OperationPhase = "Completed"
+	// PhaseFailed is terminal: the operation failed with an error.
+	PhaseFailed OperationPhase = "Failed"
+	// PhaseAborted is terminal: provisioning was aborted.
+	PhaseAborted OperationPhase = "Aborted"
+	// PhaseCancelled is terminal: the operation was cancelled.
+	PhaseCancelled OperationPhase = "Cancelled"
+	// PhaseRetired is terminal: the operation retired.
+	PhaseRetired OperationPhase = "Retired"
+	// PhaseTerminated is terminal: its owning session was terminated.
+	PhaseTerminated OperationPhase = "Terminated"
+	// PhaseRejected is final but not a lifecycle state: a Reject-policy session
+	// refused to admit the operation. It carries no outcome.
+	PhaseRejected OperationPhase = "Rejected"
+)
+
+// OperationSpec is what an agent or a user declares about an operation.
+// Identity fields are immutable; control requests are write-once.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.displayName) == has(oldSelf.displayName) && (!has(self.displayName) || self.displayName == oldSelf.displayName)",message="spec.displayName is immutable"
+// +kubebuilder:validation:XValidation:rule="has(self.sourceLabel) == has(oldSelf.sourceLabel) && (!has(self.sourceLabel) || self.sourceLabel == oldSelf.sourceLabel)",message="spec.sourceLabel is immutable"
+// +kubebuilder:validation:XValidation:rule="has(self.childSessionID) == has(oldSelf.childSessionID) && (!has(self.childSessionID) || self.childSessionID == oldSelf.childSessionID)",message="spec.childSessionID is immutable"
+// +kubebuilder:validation:XValidation:rule="has(self.expectPeerChannel) == has(oldSelf.expectPeerChannel) && (!has(self.expectPeerChannel) || self.expectPeerChannel == oldSelf.expectPeerChannel)",message="spec.expectPeerChannel is immutable"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.cancel) || (has(self.cancel) && self.cancel == oldSelf.cancel)",message="spec.cancel is write-once: it cannot be changed or removed once set"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.retire) || (has(self.retire) && self.retire == oldSelf.retire)",message="spec.retire is write-once: it cannot be changed or removed once set"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.abort) || (has(self.abort) && self.abort == oldSelf.abort)",message="spec.abort is write-once: it cannot be changed or removed once set"
+type OperationSpec struct {
+	// sessionName is the OpsSession, in the same namespace, that owns this operation.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec.sessionName is immutable"
+	SessionName string `json:"sessionName"`
+
+	// kind is BackgroundToolOp or MobMemberChild.
+	// +required
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec.kind is immutable"
+	Kind OperationKind `json:"kind"`
+
+	// displayName is the human-readable name; ListOperations sorts by it.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	DisplayName string `json:"displayName,omitempty"`
+
+	// sourceLabel says which component started the operation.
+	// +optional
+	// +kubebuilder:validation:MaxLength=256
+	SourceLabel string `json:"sourceLabel,omitempty"`
+
+	// childSessionID is the session a MobMemberChild runs.
+	// +optional
+	// +kubebuilder:validation:MaxLength=256
+	ChildSessionID string `json:"childSessionID,omitempty"`
+
+	// expectPeerChannel says the operation will report peer-ready.
+	// +optional
+	ExpectPeerChannel bool `json:"expectPeerChannel,omitempty"`
+
+	// cancel asks the controller to cancel the operation. Write-once.
+	// +optional
+	Cancel *ControlRequest `json:"cancel,omitempty"`
+
+	// retire asks the controller to move a Running operation to Retiring. Write-once.
+	// +optional
+	Retire *ControlRequest `json:"retire,omitempty"`
+
+	// abort asks the controller to abort a Provisioning operation. Write-once.
+	// +optional
+	Abort *ControlRequest `json:"abort,omitempty"`
+
+	// provisioningTimeout fails the operation if it is still Provisioning this
+	// long after admission. Overrides the session's default.
+	// +optional
+	ProvisioningTimeout *metav1.Duration `json:"provisioningTimeout,omitempty"`
+
+	// heartbeatTimeout fails a Running or Retiring operation when no agent
+	// status write arrives for this long. Overrides the session's default.
+	// +optional
+	HeartbeatTimeout *metav1.Duration `json:"heartbeatTimeout,omitempty"`
+}
+
+// ControlRequest is a user's or GitOps tool's request, carried out by the controller.
+type ControlRequest struct {
+	// reason is recorded in the terminal outcome where the outcome has one.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Reason *string `json:"reason,omitempty"`
+}
+
+// OperationResult is what a completed operation produced.
+type OperationResult struct {
+	// content is the operation's output.
+	// +optional
+	// +kubebuilder:validation:MaxLength=262144
+	Content string `json:"content,omitempty"`
+	// isError marks content that describes an error the tool reported.
+	// +optional
+	IsError bool `json:"isError,omitempty"`
+	// durationMs is how long the work took, as the agent measured it.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	DurationMs int64 `json:"durationMs,omitempty"`
+	// tokensUsed is the number of model tokens the work used.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	TokensUsed int64 `json:"tokensUsed,omitempty"`
+}
+
+// TerminalOutcome is how an operation ended. Its type always equals the
+// terminal phase, and once written it never changes.
+//
+// +kubebuilder:validation:XValidation:rule="self.type == 'Completed' ? has(self.result) : !has(self.result)",message="outcome.result is set exactly when outcome.type is Completed"
+// +kubebuilder:validation:XValidation:rule="!has(self.error) || self.type == 'Failed'",message="outcome.error is only allowed when outcome.type is Failed"
+// +kubebuilder:validation:XValidation:rule="!has(self.reason) || self.type in ['Aborted', 'Cancelled', 'Terminated']",message="outcome.reason is only allowed when outcome.type is Aborted, Cancelled or Terminated"
+// +kubebuilder:validation:XValidation:rule="self.type != 'Terminated' || has(self.reason)",message="outcome.reason is required when outcome.type is Terminated"
+type TerminalOutcome struct {
+	// type is the kind of outcome; it equals the terminal phase.
+	// +required
+	// +kubebuilder:validation:Enum=Completed;Failed;Aborted;Cancelled;Retired;Terminated
+	Type OperationPhase `json:"type"`
+	// result is set for Completed.
+	// +optional
+	Result *OperationResult `json:"result,omitempty"`
+	// error is set for Failed.
+	// +optional
+	// +kubebuilder:validation:MaxLength=32768
+	Error string `json:"error,omitempty"`
+	// reason is optional for Aborted and Cancelled and required for Terminated.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Reason *string `json:"reason,omitempty"`
+}
+
+// Progress is the latest progress an agent reported.
+type Progress struct {
+	// message is the latest progress message.
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	Message string `json:"message,omitempty"`
+	// percent is the latest completion fraction, within [0, 1].
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=1
+	Percent *float64 `json:"percent,omitempty"`
+	// count is the number of progress reports so far.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	Count int64 `json:"count,omitempty"`
+}
+
+// TrustedPeer is how to reach a mob member's peer channel.
+type TrustedPeer struct {
+	// name is the peer's name.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	Name string `json:"name"`
+	// peerID is the peer's identity.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	PeerID string `json:"peerID"`
+	// address is where the peer listens, such as inproc://name.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	Address string `json:"address"`
+}
+
+// PeerHandle is what a MobMemberChild reports at peer-ready.
+type PeerHandle struct {
+	// peerName is the member's peer name.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	PeerName string `json:"peerName"`
+	// trustedPeer is the peer's spec.
+	// +required
+	TrustedPeer TrustedPeer `json:"trustedPeer"`
+}
+
+// RejectionReason says why an operation was not admitted.
+// +kubebuilder:validation:Enum=MaxConcurrentExceeded;OwnerTerminated
+type RejectionReason string
+
+const (
+	// RejectionMaxConcurrentExceeded means the session was at its maxConcurrent limit.
+	RejectionMaxConcurrentExceeded RejectionReason = "MaxConcurrentExceeded"
+	// RejectionOwnerTerminated means the session had been terminated.
+	RejectionOwnerTerminated RejectionReason = "OwnerTerminated"
+)
+
+// Rejection records why a session refused an operation.
+type Rejection struct {
+	// reason is why the operation was refused.
+	// +required
+	Reason RejectionReason `json:"reason"`
+	// limit is the session's maxConcurrent at the decision.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	Limit *int32 `json:"limit,omitempty"`
+	// active is the number of active operations at the decision.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	Active *int32 `json:"active,omitempty"`
+}
+
+// OperationStatus is the lifecycle, written by the agent through the status
+// subresource and by the controller. The API server enforces the transition
+// table of LIFECYCLE.md: each rule below covers one from-phase.
+//
+// +kubebuilder:validation:XValidation:rule="(has(oldSelf.phase) && oldSelf.phase != 'Pending') || (has(self.phase) ? self.phase : 'Pending') in ['Pending', 'Provisioning', 'Rejected', 'Cancelled', 'Terminated']",messageExpression="'invalid lifecycle transition: Pending -> ' + (has(self.phase) ? self.phase : '<unset>')"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.phase) || oldSelf.phase != 'Provisioning' || (has(self.phase) && self.phase in ['Provisioning', 'Running', 'Failed', 'Aborted', 'Cancelled', 'Terminated'])",messageExpression="'invalid lifecycle transition: Provisioning -> ' + (has(self.phase) ? self.phase : '<unset>')"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.phase) || oldSelf.phase != 'Running' || (has(self.phase) && self.phase in ['Running', 'Retiring', 'Completed', 'Failed', 'Cancelled', 'Retired', 'Terminated'])",messageExpression="'invalid lifecycle transition: Running -> ' + (has(self.phase) ? self.phase : '<unset>')"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.phase) || oldSelf.phase != 'Retiring' || (has(self.phase) && self.phase in ['Retiring', 'Completed', 'Failed', 'Cancelled', 'Retired', 'Terminated'])",messageExpression="'invalid lifecycle transition: Retiring -> ' + (has(self.phase) ? self.phase : '<unset>')"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.phase) || !(oldSelf.phase in ['Completed', 'Failed', 'Aborted', 'Cancelled', 'Retired', 'Terminated', 'Rejected']) || (has(self.phase) && self.phase == oldSelf.phase)",messageExpression="'invalid lifecycle transition: ' + oldSelf.phase + ' -> ' + (has(self.phase) ? self.phase : '<unset>') + ': ' + oldSelf.phase + ' is final'"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.outcome) || (has(self.outcome) && self.outcome == oldSelf.outcome)",messageExpression="'status.outcome is immutable once written: the operation is already ' + oldSelf.phase"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.completedAt) || (has(self.completedAt) && self.completedAt == oldSelf.completedAt)",message="status.completedAt is immutable once written"
+// +kubebuilder:validation:XValidation:rule="(has(self.phase) && self.phase in ['Completed', 'Failed', 'Aborted', 'Cancelled', 'Retired', 'Terminated']) == has(self.outcome)",messageExpression="has(self.outcome) ? 'status.outcome is only allowed in a terminal phase, not ' + (has(self.phase) ? self.phase : 'Pending') : 'status.outcome is required in terminal phase ' + self.phase"
+// +kubebuilder:validation:XValidation:rule="!has(self.outcome) || self.outcome.type == self.phase",messageExpression="'status.outcome.type ' + self.outcome.type + ' does not match phase ' + self.phase"
+// +kubebuilder:validation:XValidation:rule="!has(self.peerHandle) || self.peerReady",message="status.peerHandle requires status.peerReady"
+type OperationStatus struct {
+	// observedGeneration is the spec generation the status reflects.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// phase is the lifecycle state. Unset means Pending.
+	// +optional
+	Phase OperationPhase `json:"phase,omitempty"`
+
+	// conditions are Terminal, Ready, Reconciling and Stalled (kstatus).
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=16
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// progress is the latest progress report.
+	// +optional
+	Progress *Progress `json:"progress,omitempty"`
+
+	// peerReady is true once a MobMemberChild reported its peer channel.
+	// +optional
+	PeerReady bool `json:"peerReady,omitempty"`
+
+	// peerHandle is the handle reported at peer-ready.
+	// +optional
+	PeerHandle *PeerHandle `json:"peerHandle,omitempty"`
+
+	// outcome is set exactly when the phase is terminal, and never changes.
+	// +optional
+	Outcome *TerminalOutcome `json:"outcome,omitempty"`
+
+	// rejection says why a session refused the operation.
+	// +optional
+	Rejection *Rejection `json:"rejection,omitempty"`
+
+	// createdAt is when the operation was registered, in microseconds.
+	// +optional
+	CreatedAt *metav1.MicroTime `json:"createdAt,omitempty"`
+	// admittedAt is when the session admitted the operation.
+	// +optional
+	AdmittedAt *metav1.MicroTime `json:"admittedAt,omitempty"`
+	// startedAt is when provisioning succeeded.
+	// +optional
+	StartedAt *metav1.MicroTime `json:"startedAt,omitempty"`
+	// completedAt is when the operation became terminal.
+	// +optional
+	CompletedAt *metav1.MicroTime `json:"completedAt,omitempty"`
+	// lastHeartbeatTime is the latest agent status write; heartbeatTimeout counts from it.
+	// +optional
+	LastHeartbeatTime *metav1.MicroTime `json:"lastHeartbeatTime,omitempty"`
+}
+
+// Operation is one background tool job or mob member child of a session.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=ops;op,categories=meerkat
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Session",type=string,JSONPath=`.spec.sessionName`
+// +kubebuilder:printcolumn:name="Kind",type=string,JSONPath=`.spec.kind`
+// +kubebuilder:printcolumn:name="Progress",type=number,JSONPath=`.status.progress.percent`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:printcolumn:name="Display",type=string,JSONPath=`.spec.displayName`,priority=1
+// +kubebuilder:printcolumn:name="Reports",type=integer,JSONPath=`.status.progress.count`,priority=1
+// +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].message`,priority=1
+type Operation struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// +required
+	Spec OperationSpec `json:"spec"`
+	// +optional
+	Status OperationStatus `json:"status,omitempty"`
+}
+
+// OperationList is a list of Operations.
+//
+// +kubebuilder:object:root=true
+type OperationList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []Operation `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&Operation{}, &OperationList{})
+}

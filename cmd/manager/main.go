@@ -1,0 +1,57 @@
+// Command manager runs the ops-operator controller manager: admission,
+// retention, control requests, termination and deadlines for Meerkat
+// operations. It uses KUBECONFIG, --kubeconfig or the in-cluster config.
+package main
+
+import (
+	"flag"
+	"os"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/meerkat-ops/ops-operator/controllers"
+	"github.com/meerkat-ops/ops-operator/internal/manager"
+)
+
+func main() {
+	var o manager.Options
+	var qps float64
+	var burst int
+	flag.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8080", "Address the Prometheus metrics endpoint binds to; 0 disables it.")
+	flag.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":8081", "Address the /healthz and /readyz probes bind to.")
+	flag.BoolVar(&o.LeaderElection, "leader-elect", false, "Elect a leader so only one replica reconciles at a time.")
+	flag.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader election Lease (needed outside a cluster).")
+	flag.IntVar(&o.SessionConcurrency, "session-concurrent-reconciles", 4, "OpsSession reconciles run in parallel (different sessions only).")
+	flag.IntVar(&o.OperationConcurrency, "operation-concurrent-reconciles", 4, "Operation reconciles run in parallel.")
+	flag.DurationVar(&o.CountsInterval, "session-counts-interval", controllers.DefaultCountsInterval, "Minimum time between session status writes that only refresh counts.")
+	flag.Float64Var(&qps, "kube-api-qps", 200, "Client-side rate limit on API requests per second.")
+	flag.IntVar(&burst, "kube-api-burst", 400, "Client-side burst above --kube-api-qps.")
+	zo := zap.Options{Development: false, TimeEncoder: nil}
+	zo.BindFlags(flag.CommandLine)
+	// --kubeconfig is registered by controller-runtime's config package.
+	flag.Parse()
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zo)))
+	log := ctrl.Log.WithName("setup")
+
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		log.Error(err, "loading kubeconfig")
+		os.Exit(1)
+	}
+	cfg.QPS, cfg.Burst = float32(qps), burst
+	cfg.UserAgent = "ops-operator-manager"
+	mgr, err := manager.New(cfg, o)
+	if err != nil {
+		log.Error(err, "building manager")
+		os.Exit(1)
+	}
+	log.Info("starting manager", "qps", qps, "burst", burst,
+		"sessionConcurrency", o.SessionConcurrency, "operationConcurrency", o.OperationConcurrency)
+	// SetupSignalHandler cancels on SIGTERM or SIGINT; Start then drains
+	// reconciles (GracefulShutdownTimeout) and releases the leader lease.
+	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
+		log.Error(err, "manager stopped")
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,132 @@
+package controllers
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+
+	opsv1 "github.com/meerkat-ops/ops-operator/api/v1alpha1"
+	"github.com/meerkat-ops/ops-operator/pkg/lifecycle"
+)
+
+// Metrics are the operator's Prometheus metrics. Labels are namespace, kind,
+// phase and reason at most: never an operation or session name.
+type Metrics struct {
+	admissions  *prometheus.CounterVec
+	rejections  *prometheus.CounterVec
+	evictions   *prometheus.CounterVec
+	terminated  *prometheus.CounterVec
+	timeouts    *prometheus.CounterVec
+	admitWait   *prometheus.HistogramVec
+	toTerminal  *prometheus.HistogramVec
+	byPhaseDesc *prometheus.Desc
+	reader      client.Reader
+}
+
+// NewMetrics registers the metrics with reg. The operations-by-phase gauge is
+// computed from reader (the manager's cache) at scrape time.
+func NewMetrics(reg prometheus.Registerer, reader client.Reader) *Metrics {
+	buckets := prometheus.ExponentialBuckets(0.001, 4, 12)
+	m := &Metrics{
+		admissions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meerkat_ops_admissions_total", Help: "Operations admitted by their session.",
+		}, []string{"namespace", "kind"}),
+		rejections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meerkat_ops_rejections_total", Help: "Operations rejected by their session, by reason.",
+		}, []string{"namespace", "kind", "reason"}),
+		evictions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meerkat_ops_evictions_total", Help: "Finished operations deleted by retention.",
+		}, []string{"namespace", "kind"}),
+		terminated: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meerkat_ops_terminations_total", Help: "Operations terminated with their session.",
+		}, []string{"namespace", "kind"}),
+		timeouts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meerkat_ops_timeouts_total", Help: "Operations failed by a provisioning or heartbeat deadline.",
+		}, []string{"namespace", "kind"}),
+		admitWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "meerkat_ops_admission_wait_seconds", Help: "Time from registration to admission.", Buckets: buckets,
+		}, []string{"namespace", "kind"}),
+		toTerminal: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "meerkat_ops_time_to_terminal_seconds", Help: "Time from registration to a terminal phase.", Buckets: buckets,
+		}, []string{"namespace", "kind", "phase"}),
+		byPhaseDesc: prometheus.NewDesc("meerkat_ops_operations",
+			"Operations by namespace, kind and phase, from the manager's cache.", []string{"namespace", "kind", "phase"}, nil),
+		reader: reader,
+	}
+	reg.MustRegister(m.admissions, m.rejections, m.evictions, m.terminated, m.timeouts, m.admitWait, m.toTerminal, m)
+	return m
+}
+
+// Describe implements prometheus.Collector for the by-phase gauge.
+func (m *Metrics) Describe(ch chan<- *prometheus.Desc) { ch <- m.byPhaseDesc }
+
+// Collect implements prometheus.Collector for the by-phase gauge.
+func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
+	var list opsv1.OperationList
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := m.reader.List(ctx, &list); err != nil {
+		return
+	}
+	type key struct{ ns, kind, phase string }
+	counts := map[key]int{}
+	for i := range list.Items {
+		op := &list.Items[i]
+		counts[key{op.Namespace, string(op.Spec.Kind), string(lifecycle.Normalize(op.Status.Phase))}]++
+	}
+	for k, n := range counts {
+		ch <- prometheus.MustNewConstMetric(m.byPhaseDesc, prometheus.GaugeValue, float64(n), k.ns, k.kind, k.phase)
+	}
+}
+
+func (m *Metrics) transition(op *opsv1.Operation, c lifecycle.Call) {
+	if m == nil {
+		return
+	}
+	ns, kind := op.Namespace, string(op.Spec.Kind)
+	switch c {
+	case lifecycle.Admit:
+		m.admissions.WithLabelValues(ns, kind).Inc()
+		if st := op.Status; st.AdmittedAt != nil && st.CreatedAt != nil {
+			m.admitWait.WithLabelValues(ns, kind).Observe(st.AdmittedAt.Sub(st.CreatedAt.Time).Seconds())
+		}
+	case lifecycle.Reject:
+		m.rejections.WithLabelValues(ns, kind, string(op.Status.Rejection.Reason)).Inc()
+	case lifecycle.TerminateOwner:
+		m.terminated.WithLabelValues(ns, kind).Inc()
+	case lifecycle.FailOperation:
+		m.timeouts.WithLabelValues(ns, kind).Inc() // the controller fails operations only on deadlines
+	}
+}
+
+func (m *Metrics) evicted(op *opsv1.Operation) {
+	if m == nil {
+		return
+	}
+	m.evictions.WithLabelValues(op.Namespace, string(op.Spec.Kind)).Inc()
+}
+
+// observeTransitions is a predicate that passes every event and, on the way,
+// observes time-to-terminal for each operation this process sees turn
+// terminal, whoever wrote it.
+func (m *Metrics) observeTransitions() predicate.Predicate {
+	return predicate.Funcs{
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			o, ok1 := e.ObjectOld.(*opsv1.Operation)
+			n, ok2 := e.ObjectNew.(*opsv1.Operation)
+			if m == nil || !ok1 || !ok2 || lifecycle.IsTerminal(o.Status.Phase) || !lifecycle.IsTerminal(n.Status.Phase) {
+				return true
+			}
+			if st := n.Status; st.CompletedAt != nil {
+				created := lifecycle.CreatedAt(n)
+				m.toTerminal.WithLabelValues(n.Namespace, string(n.Spec.Kind), string(st.Phase)).
+					Observe(st.CompletedAt.Sub(created.Time).Seconds())
+			}
+			return true
+		},
+	}
+}

@@ -1,0 +1,268 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
+
+	opsv1 "github.com/meerkat-ops/ops-operator/api/v1alpha1"
+	"github.com/meerkat-ops/ops-operator/pkg/admission"
+	"github.com/meerkat-ops/ops-operator/pkg/lifecycle"
+	"github.com/meerkat-ops/ops-operator/pkg/retention"
+)
+
+// SessionNameField indexes Operations by spec.sessionName.
+const SessionNameField = "spec.sessionName"
+
+// DefaultCountsInterval bounds how often a session's status is written when
+// only its counts changed, so a busy session costs one count write per
+// interval rather than one per operation transition.
+const DefaultCountsInterval = time.Second
+
+// OpsSessionReconciler admits, rejects, queues and terminates a session's
+// operations, and evicts the oldest finished ones.
+type OpsSessionReconciler struct {
+	client.Client
+	// APIReader reads around the cache, to confirm an admitted operation is
+	// really gone before its ledger slot is freed.
+	APIReader client.Reader
+	Recorder  recorder.EventRecorder
+	Clock     clock.PassiveClock
+	// CountsInterval: see DefaultCountsInterval.
+	CountsInterval time.Duration
+	Metrics        *Metrics
+
+	lastCounts countsMemo
+}
+
+// +kubebuilder:rbac:groups=ops.meerkat.dev,resources=opssessions,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=ops.meerkat.dev,resources=opssessions/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=ops.meerkat.dev,resources=opssessions/finalizers,verbs=update
+// +kubebuilder:rbac:groups=ops.meerkat.dev,resources=operations,verbs=get;list;watch;delete
+// +kubebuilder:rbac:groups=ops.meerkat.dev,resources=operations/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
+
+// Reconcile runs one get → observe → decide → write pass for a session.
+func (r *OpsSessionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	sess := &opsv1.OpsSession{}
+	if err := r.Get(ctx, req.NamespacedName, sess); err != nil {
+		r.lastCounts.forget(req.NamespacedName)
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	deleting := !sess.DeletionTimestamp.IsZero()
+	if !deleting && !controllerutil.ContainsFinalizer(sess, opsv1.FinalizerTerminate) {
+		controllerutil.AddFinalizer(sess, opsv1.FinalizerTerminate)
+		if err := r.Update(ctx, sess); err != nil {
+			return requeueOnConflict(err)
+		}
+	}
+
+	ops, err := r.operations(ctx, sess)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	gone, err := r.confirmGone(ctx, sess, ops)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	now := r.Clock.Now()
+	plan := admission.Decide(admission.Input{
+		Session: sess, Ops: ops, Gone: gone,
+		TerminationDone: meta.IsStatusConditionTrue(sess.Status.Conditions, opsv1.ConditionTerminated),
+	})
+	w := &writer{c: r.Client, rec: r.Recorder, now: now, metrics: r.Metrics}
+
+	// The ledger is the fence: it must be stored, with optimistic locking,
+	// before any operation is marked admitted. A stale cache or a second
+	// controller fails here with a conflict instead of over-admitting.
+	admitting := len(plan.Admit) > 0
+	if admitting && plan.LedgerChanged {
+		if err := r.writeStatus(ctx, sess, plan, false, now); err != nil {
+			return requeueOnConflict(err)
+		}
+	}
+	for _, op := range plan.Admit {
+		w.apply(ctx, op, lifecycle.Admit, lifecycle.Args{}, "Admitted", "admitted by session %s", sess.Name)
+	}
+	for _, rj := range plan.Reject {
+		rej := rj.Rejection
+		w.apply(ctx, rj.Op, lifecycle.Reject, lifecycle.Args{Rejection: &rej}, "Rejected", "%s", rejectionNote(rej))
+	}
+	reason := terminationReason(sess)
+	for _, op := range plan.Terminate {
+		w.apply(ctx, op, lifecycle.TerminateOwner, lifecycle.Args{Reason: &reason}, "Terminated", "terminated: %s", reason)
+	}
+	for _, op := range plan.Queue {
+		w.queue(ctx, op, plan.Limit, plan.Active)
+	}
+	// Retention runs after every outcome above is stored.
+	for _, op := range retention.Evict(ops, sess.Spec.MaxCompleted) {
+		w.evict(ctx, op, sess)
+	}
+
+	terminated := (sess.Spec.Termination != nil || deleting) && !w.failed
+	if deleting {
+		if w.failed {
+			return ctrl.Result{RequeueAfter: conflictBackoff}, nil
+		}
+		if err := r.deleteUnowned(ctx, sess, ops); err != nil {
+			return ctrl.Result{}, err
+		}
+		controllerutil.RemoveFinalizer(sess, opsv1.FinalizerTerminate)
+		if err := r.Update(ctx, sess); client.IgnoreNotFound(err) != nil {
+			return requeueOnConflict(err)
+		}
+		return ctrl.Result{}, nil
+	}
+
+	if !admitting || !plan.LedgerChanged {
+		due := r.statusDue(sess, plan, terminated, now)
+		if due > 0 {
+			return ctrl.Result{RequeueAfter: due}, nil
+		}
+		if due == 0 {
+			if err := r.writeStatus(ctx, sess, plan, terminated, now); err != nil {
+				return requeueOnConflict(err)
+			}
+		}
+	}
+	if w.failed {
+		// A conflict means the cache was behind; the watch event that moves
+		// it forward queues this session again, but do not rely on it alone.
+		return ctrl.Result{RequeueAfter: conflictBackoff}, nil
+	}
+	return ctrl.Result{}, nil
+}
+
+// operations lists the session's operations from the cache.
+func (r *OpsSessionReconciler) operations(ctx context.Context, sess *opsv1.OpsSession) ([]*opsv1.Operation, error) {
+	var list opsv1.OperationList
+	if err := r.List(ctx, &list, client.InNamespace(sess.Namespace), client.MatchingFields{SessionNameField: sess.Name}); err != nil {
+		return nil, err
+	}
+	ops := make([]*opsv1.Operation, len(list.Items))
+	for i := range list.Items {
+		ops[i] = &list.Items[i]
+	}
+	return ops, nil
+}
+
+// confirmGone reads, around the cache, every ledger entry the cache does not
+// hold, and returns those the API server confirms are gone.
+func (r *OpsSessionReconciler) confirmGone(ctx context.Context, sess *opsv1.OpsSession, ops []*opsv1.Operation) (map[string]bool, error) {
+	cached := make(map[string]bool, len(ops))
+	for _, op := range ops {
+		cached[op.Name] = true
+	}
+	gone := map[string]bool{}
+	for _, e := range sess.Status.Admitted {
+		if cached[e.Name] {
+			continue
+		}
+		live := &opsv1.Operation{}
+		err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: sess.Namespace, Name: e.Name}, live)
+		switch {
+		case apierrors.IsNotFound(err):
+			gone[e.Name] = true
+		case err != nil:
+			return nil, err
+		case string(live.UID) != e.UID || lifecycle.IsFinal(live.Status.Phase):
+			gone[e.Name] = true
+		}
+	}
+	return gone, nil
+}
+
+// statusDue says when the session status should be written: 0 now, a
+// positive duration later (counts only, rate-limited), or -1 never.
+func (r *OpsSessionReconciler) statusDue(sess *opsv1.OpsSession, plan admission.Plan, terminated bool, now time.Time) time.Duration {
+	next := sess.DeepCopy()
+	setSessionStatus(next, plan, terminated, now)
+	st, cur := next.Status, sess.Status
+	if equalStatus(cur, st) {
+		return -1
+	}
+	// Counts, and ledger entries of operations that finished, may wait: both
+	// are derived again from the operations on every pass.
+	countsOnly := cur.ObservedGeneration == st.ObservedGeneration &&
+		equalConditions(cur.Conditions, st.Conditions) &&
+		ledgerOnlyShrank(cur.Admitted, st.Admitted)
+	if !countsOnly {
+		return 0
+	}
+	return r.lastCounts.due(client.ObjectKeyFromObject(sess), r.CountsInterval, now)
+}
+
+func (r *OpsSessionReconciler) writeStatus(ctx context.Context, sess *opsv1.OpsSession, plan admission.Plan, terminated bool, now time.Time) error {
+	setSessionStatus(sess, plan, terminated, now)
+	// Update carries the cached resourceVersion: this is the optimistic lock.
+	if err := r.Status().Update(ctx, sess); err != nil {
+		return err
+	}
+	r.lastCounts.wrote(client.ObjectKeyFromObject(sess), now)
+	if terminated && r.Recorder != nil && !meta.IsStatusConditionTrue(sess.Status.Conditions, opsv1.ConditionTerminated) {
+		r.Recorder.Eventf(sess, nil, "Normal", "Terminated", "Terminate", "session terminated: %s", terminationReason(sess))
+	}
+	return nil
+}
+
+func (r *OpsSessionReconciler) deleteUnowned(ctx context.Context, sess *opsv1.OpsSession, ops []*opsv1.Operation) error {
+	for _, op := range ops {
+		if metav1.IsControlledBy(op, sess) {
+			continue // owner references cascade
+		}
+		if err := r.Delete(ctx, op, client.Preconditions{UID: &op.UID}); client.IgnoreNotFound(err) != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func terminationReason(sess *opsv1.OpsSession) string {
+	if sess.Spec.Termination != nil {
+		return sess.Spec.Termination.Reason
+	}
+	return "session deleted"
+}
+
+func rejectionNote(rej opsv1.Rejection) string {
+	if rej.Reason == opsv1.RejectionMaxConcurrentExceeded {
+		return fmt.Sprintf("rejected: max concurrent operations exceeded (limit %d, active %d)", *rej.Limit, *rej.Active)
+	}
+	return "rejected: session was terminated"
+}
+
+// SetupWithManager registers the controller and its field index.
+func (r *OpsSessionReconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) error {
+	if r.CountsInterval == 0 {
+		r.CountsInterval = DefaultCountsInterval
+	}
+	toSession := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []ctrl.Request {
+		op, ok := o.(*opsv1.Operation)
+		if !ok {
+			return nil
+		}
+		return []ctrl.Request{{NamespacedName: types.NamespacedName{Namespace: op.Namespace, Name: op.Spec.SessionName}}}
+	})
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&opsv1.OpsSession{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, deletionPredicate()))).
+		Watches(&opsv1.Operation{}, toSession, builder.WithPredicates(operationPhaseChanged())).
+		WithOptions(controller.Options{MaxConcurrentReconciles: concurrency}).
+		Named("opssession").
+		Complete(r)
+}

@@ -1,0 +1,113 @@
+package controllers
+
+import (
+	"context"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
+
+	opsv1 "github.com/meerkat-ops/ops-operator/api/v1alpha1"
+	"github.com/meerkat-ops/ops-operator/pkg/lifecycle"
+	"github.com/meerkat-ops/ops-operator/pkg/retention"
+)
+
+// conflictBackoff is how soon a pass that lost an optimistic-lock race runs
+// again; by then the informer has usually caught up.
+const conflictBackoff = 20 * time.Millisecond
+
+func requeueOnConflict(err error) (ctrl.Result, error) {
+	if apierrors.IsConflict(err) {
+		return ctrl.Result{RequeueAfter: conflictBackoff}, nil
+	}
+	return ctrl.Result{}, err
+}
+
+// writer sends one status write per operation and emits each event only
+// after its write succeeded. failed records a write lost to a conflict.
+type writer struct {
+	c       client.Client
+	rec     recorder.EventRecorder
+	now     time.Time
+	metrics *Metrics
+	failed  bool
+}
+
+// apply makes a lifecycle call on a copy of op and writes it with op's
+// resourceVersion. A call no longer allowed (the operation moved on) is skipped.
+func (w *writer) apply(ctx context.Context, op *opsv1.Operation, c lifecycle.Call, a lifecycle.Args, reason, format string, args ...any) bool {
+	next := op.DeepCopy()
+	if err := lifecycle.Apply(next, c, a, w.now); err != nil {
+		return false
+	}
+	if !w.update(ctx, next) {
+		return false
+	}
+	w.event(next, "Normal", reason, format, args...)
+	w.metrics.transition(next, c)
+	return true
+}
+
+// queue records on a Pending operation that it waits for a slot.
+func (w *writer) queue(ctx context.Context, op *opsv1.Operation, limit, active int) {
+	if c := meta.FindStatusCondition(op.Status.Conditions, opsv1.ConditionReconciling); c != nil && c.Reason == opsv1.ReasonQueued {
+		return
+	}
+	next := op.DeepCopy()
+	lifecycle.SetQueued(next, limit, active, w.now)
+	if w.update(ctx, next) {
+		w.event(next, "Normal", opsv1.ReasonQueued, "queued: session %s is at maxConcurrent %d", op.Spec.SessionName, limit)
+	}
+}
+
+// evict deletes a finished operation, only if it is still the object that
+// was planned on: UID and resourceVersion preconditions.
+func (w *writer) evict(ctx context.Context, op *opsv1.Operation, sess *opsv1.OpsSession) {
+	err := w.c.Delete(ctx, op, client.Preconditions{UID: &op.UID, ResourceVersion: &op.ResourceVersion})
+	switch {
+	case apierrors.IsNotFound(err):
+		return // collected by an agent, or evicted by another controller
+	case apierrors.IsConflict(err):
+		w.failed = true
+		return
+	case err != nil:
+		log.FromContext(ctx).Error(err, "evicting operation", "operation", op.Name)
+		w.failed = true
+		return
+	}
+	w.event(sess, "Normal", "Evicted", "evicted %s operation %s (retention keeps %d)", op.Status.Phase, op.Name, maxCompleted(sess))
+	w.metrics.evicted(op)
+}
+
+func (w *writer) update(ctx context.Context, op *opsv1.Operation) bool {
+	err := w.c.Status().Update(ctx, op)
+	switch {
+	case err == nil:
+		return true
+	case apierrors.IsNotFound(err):
+	case apierrors.IsConflict(err):
+		w.failed = true
+	default:
+		log.FromContext(ctx).Error(err, "writing operation status", "operation", op.Name)
+		w.failed = true
+	}
+	return false
+}
+
+func (w *writer) event(obj client.Object, typ, reason, format string, args ...any) {
+	if w.rec == nil {
+		return
+	}
+	w.rec.Eventf(obj, nil, typ, reason, reason, format, args...)
+}
+
+func maxCompleted(sess *opsv1.OpsSession) int32 {
+	if sess.Spec.MaxCompleted == nil {
+		return retention.DefaultMaxCompleted
+	}
+	return *sess.Spec.MaxCompleted
+}

@@ -1,0 +1,107 @@
+// Package manager builds the controller manager: both reconcilers, the
+// field index, metrics, health probes and leader election. cmd/manager,
+// cmd/devcluster and the envtest suite all start it through New.
+package manager
+
+import (
+	"context"
+	"time"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	opsv1 "github.com/meerkat-ops/ops-operator/api/v1alpha1"
+	"github.com/meerkat-ops/ops-operator/controllers"
+)
+
+// Options are the manager's settings; cmd/manager maps its flags onto them.
+type Options struct {
+	MetricsAddr      string
+	ProbeAddr        string
+	LeaderElection   bool
+	LeaderElectionID string
+	// LeaderElectionNamespace is needed when running outside a cluster.
+	LeaderElectionNamespace string
+	// SessionConcurrency and OperationConcurrency are each controller's
+	// MaxConcurrentReconciles.
+	SessionConcurrency   int
+	OperationConcurrency int
+	// CountsInterval rate-limits count-only session status writes.
+	CountsInterval time.Duration
+	Clock          clock.PassiveClock
+	// SkipNameValidation lets tests run two managers in one process.
+	SkipNameValidation bool
+	// GracefulShutdownTimeout bounds how long Stop waits for reconciles.
+	GracefulShutdownTimeout time.Duration
+}
+
+// Scheme holds the kinds the manager reads and writes.
+func Scheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	if err := opsv1.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	return s
+}
+
+// New returns a manager with both controllers registered.
+func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
+	if o.Clock == nil {
+		o.Clock = clock.RealClock{}
+	}
+	if o.LeaderElectionID == "" {
+		o.LeaderElectionID = "ops-operator.ops.meerkat.dev"
+	}
+	shutdown := o.GracefulShutdownTimeout
+	if shutdown == 0 {
+		shutdown = 30 * time.Second
+	}
+	skip := o.SkipNameValidation
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                        Scheme(),
+		Metrics:                       metricsserver.Options{BindAddress: o.MetricsAddr},
+		HealthProbeBindAddress:        o.ProbeAddr,
+		LeaderElection:                o.LeaderElection,
+		LeaderElectionID:              o.LeaderElectionID,
+		LeaderElectionNamespace:       o.LeaderElectionNamespace,
+		LeaderElectionReleaseOnCancel: true,
+		GracefulShutdownTimeout:       &shutdown,
+		Controller:                    ctrlConfig(skip),
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &opsv1.Operation{}, controllers.SessionNameField,
+		func(o client.Object) []string { return []string{o.(*opsv1.Operation).Spec.SessionName} }); err != nil {
+		return nil, err
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return nil, err
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return nil, err
+	}
+	metrics := newMetricsOnce(mgr)
+	rec := mgr.GetEventRecorder("ops-operator")
+	if err := (&controllers.OpsSessionReconciler{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: rec, Clock: o.Clock,
+		CountsInterval: o.CountsInterval, Metrics: metrics,
+	}).SetupWithManager(mgr, max(o.SessionConcurrency, 1)); err != nil {
+		return nil, err
+	}
+	if err := (&controllers.OperationReconciler{
+		Client: mgr.GetClient(), Recorder: rec, Clock: o.Clock, Metrics: metrics,
+	}).SetupWithManager(mgr, max(o.OperationConcurrency, 1)); err != nil {
+		return nil, err
+	}
+	return mgr, nil
+}

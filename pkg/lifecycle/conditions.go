@@ -1,0 +1,144 @@
+package lifecycle
+
+import (
+	"fmt"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	opsv1 "github.com/meerkat-ops/ops-operator/api/v1alpha1"
+)
+
+// SetConditions sets the Operation's Terminal, Ready, Reconciling and Stalled
+// conditions, and status.observedGeneration, from its phase. It reports
+// whether anything changed; LastTransitionTime moves only when a condition's
+// status flips.
+func SetConditions(op *opsv1.Operation, now time.Time) bool {
+	st := &op.Status
+	phase := Normalize(st.Phase)
+	reason := string(phase)
+	msg := phaseMessage(op)
+
+	terminal, ready, reconciling, stalled := metav1.ConditionFalse, metav1.ConditionFalse, metav1.ConditionFalse, metav1.ConditionFalse
+	switch {
+	case phase == opsv1.PhaseFailed || phase == opsv1.PhaseRejected:
+		terminal, stalled = metav1.ConditionTrue, metav1.ConditionTrue
+	case IsTerminal(phase):
+		terminal, ready = metav1.ConditionTrue, metav1.ConditionTrue
+	case phase == opsv1.PhaseRunning || phase == opsv1.PhaseRetiring:
+		ready = metav1.ConditionTrue
+	default: // Pending, Provisioning
+		reconciling = metav1.ConditionTrue
+	}
+	if phase == opsv1.PhaseRejected && st.Rejection != nil {
+		reason = string(st.Rejection.Reason)
+	}
+
+	changed := st.ObservedGeneration != op.Generation
+	st.ObservedGeneration = op.Generation
+	for _, c := range []struct {
+		typ    string
+		status metav1.ConditionStatus
+	}{
+		{opsv1.ConditionTerminal, terminal},
+		{opsv1.ConditionReady, ready},
+		{opsv1.ConditionReconciling, reconciling},
+		{opsv1.ConditionStalled, stalled},
+	} {
+		if meta.SetStatusCondition(&st.Conditions, metav1.Condition{
+			Type: c.typ, Status: c.status, Reason: reason, Message: msg,
+			ObservedGeneration: op.Generation, LastTransitionTime: metav1.NewTime(now),
+		}) {
+			changed = true
+		}
+	}
+	return changed
+}
+
+// SetSessionMissing marks a Pending operation as waiting on an OpsSession that
+// does not exist, and reports whether anything changed.
+func SetSessionMissing(op *opsv1.Operation, now time.Time) bool {
+	changed := SetConditions(op, now)
+	msg := fmt.Sprintf("OpsSession %q does not exist in namespace %s; the operation waits until it is created", op.Spec.SessionName, op.Namespace)
+	if meta.SetStatusCondition(&op.Status.Conditions, metav1.Condition{
+		Type: opsv1.ConditionStalled, Status: metav1.ConditionTrue, Reason: opsv1.ReasonSessionNotFound,
+		Message: msg, ObservedGeneration: op.Generation, LastTransitionTime: metav1.NewTime(now),
+	}) {
+		changed = true
+	}
+	return changed
+}
+
+// SetQueued marks a Pending operation as waiting for a slot, and reports
+// whether anything changed.
+func SetQueued(op *opsv1.Operation, limit, active int, now time.Time) bool {
+	changed := SetConditions(op, now)
+	msg := fmt.Sprintf("queued: session %s is at maxConcurrent %d with %d active", op.Spec.SessionName, limit, active)
+	if meta.SetStatusCondition(&op.Status.Conditions, metav1.Condition{
+		Type: opsv1.ConditionReconciling, Status: metav1.ConditionTrue, Reason: opsv1.ReasonQueued,
+		Message: msg, ObservedGeneration: op.Generation, LastTransitionTime: metav1.NewTime(now),
+	}) {
+		changed = true
+	}
+	return changed
+}
+
+func phaseMessage(op *opsv1.Operation) string {
+	st := &op.Status
+	phase := Normalize(st.Phase)
+	switch phase {
+	case opsv1.PhasePending:
+		return fmt.Sprintf("waiting for admission by session %s", op.Spec.SessionName)
+	case opsv1.PhaseProvisioning:
+		return "admitted; waiting for the agent to finish provisioning"
+	case opsv1.PhaseRunning:
+		return "running"
+	case opsv1.PhaseRetiring:
+		return "retiring"
+	case opsv1.PhaseRejected:
+		if r := st.Rejection; r != nil && r.Reason == opsv1.RejectionMaxConcurrentExceeded && r.Limit != nil && r.Active != nil {
+			return fmt.Sprintf("rejected: max concurrent operations exceeded (limit %d, active %d)", *r.Limit, *r.Active)
+		}
+		if r := st.Rejection; r != nil && r.Reason == opsv1.RejectionOwnerTerminated {
+			return fmt.Sprintf("rejected: session %s was terminated", op.Spec.SessionName)
+		}
+		return "rejected"
+	}
+	return OutcomeMessage(st.Outcome)
+}
+
+// OutcomeMessage describes a terminal outcome in one line.
+func OutcomeMessage(o *opsv1.TerminalOutcome) string {
+	if o == nil {
+		return ""
+	}
+	withReason := func(s string) string {
+		if o.Reason != nil && *o.Reason != "" {
+			return s + ": " + *o.Reason
+		}
+		return s
+	}
+	switch o.Type {
+	case opsv1.PhaseCompleted:
+		return "completed"
+	case opsv1.PhaseFailed:
+		return truncate("failed: "+o.Error, 1024)
+	case opsv1.PhaseAborted:
+		return withReason("aborted")
+	case opsv1.PhaseCancelled:
+		return withReason("cancelled")
+	case opsv1.PhaseRetired:
+		return "retired"
+	case opsv1.PhaseTerminated:
+		return withReason("terminated")
+	}
+	return string(o.Type)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-3] + "..."
+}

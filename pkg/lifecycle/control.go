@@ -1,0 +1,80 @@
+package lifecycle
+
+import (
+	"fmt"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	opsv1 "github.com/meerkat-ops/ops-operator/api/v1alpha1"
+)
+
+// Control is what the controller does next for one Operation: carry out a
+// user's request or a deadline (Call with Args), or nothing until After.
+type Control struct {
+	Call   Call
+	Args   Args
+	Do     bool
+	Reason string // event reason
+	// After is when the next deadline falls due; zero means none.
+	After time.Duration
+}
+
+// NextControl decides the controller's next step for op, with the session's
+// deadline defaults (sess may be nil). Requests come before deadlines, and
+// cancel before abort before retire.
+func NextControl(op *opsv1.Operation, sess *opsv1.OpsSession, now time.Time) Control {
+	phase := Normalize(op.Status.Phase)
+	if IsFinal(phase) {
+		return Control{}
+	}
+	spec := &op.Spec
+	switch {
+	case spec.Cancel != nil && Allowed(CancelOperation, phase):
+		return Control{Call: CancelOperation, Args: Args{Reason: spec.Cancel.Reason}, Do: true, Reason: "Cancelled"}
+	case spec.Abort != nil && Allowed(AbortProvisioning, phase):
+		return Control{Call: AbortProvisioning, Args: Args{Reason: spec.Abort.Reason}, Do: true, Reason: "Aborted"}
+	case spec.Retire != nil && Allowed(RequestRetire, phase):
+		return Control{Call: RequestRetire, Do: true, Reason: "Retiring"}
+	}
+
+	var timeout *time.Duration
+	var since time.Time
+	var what string
+	switch phase {
+	case opsv1.PhaseProvisioning:
+		timeout = pick(spec.ProvisioningTimeout, sess, func(s *opsv1.OpsSessionSpec) *metav1.Duration { return s.ProvisioningTimeout })
+		if op.Status.AdmittedAt != nil {
+			since = op.Status.AdmittedAt.Time
+		}
+		what = opsv1.ReasonProvisioningTimeout
+	case opsv1.PhaseRunning, opsv1.PhaseRetiring:
+		timeout = pick(spec.HeartbeatTimeout, sess, func(s *opsv1.OpsSessionSpec) *metav1.Duration { return s.HeartbeatTimeout })
+		if op.Status.LastHeartbeatTime != nil {
+			since = op.Status.LastHeartbeatTime.Time
+		}
+		what = opsv1.ReasonHeartbeatTimeout
+	}
+	if timeout == nil || since.IsZero() {
+		return Control{}
+	}
+	if left := since.Add(*timeout).Sub(now); left > 0 {
+		return Control{After: left}
+	}
+	msg := fmt.Sprintf("%s: no progress within %s", what, *timeout)
+	if phase == opsv1.PhaseProvisioning {
+		msg = fmt.Sprintf("%s: still provisioning %s after admission", what, *timeout)
+	}
+	return Control{Call: FailOperation, Args: Args{Error: msg}, Do: true, Reason: "TimedOut"}
+}
+
+func pick(own *metav1.Duration, sess *opsv1.OpsSession, def func(*opsv1.OpsSessionSpec) *metav1.Duration) *time.Duration {
+	d := own
+	if d == nil && sess != nil {
+		d = def(&sess.Spec)
+	}
+	if d == nil || d.Duration <= 0 {
+		return nil
+	}
+	return &d.Duration
+}

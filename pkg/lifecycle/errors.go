@@ -1,0 +1,82 @@
+package lifecycle
+
+import (
+	"errors"
+	"fmt"
+
+	opsv1 "github.com/meerkat-ops/ops-operator/api/v1alpha1"
+)
+
+// Sentinels for errors.Is. Each typed error below matches its sentinel, and
+// errors.As on the typed error gives its fields.
+var (
+	ErrNotFound               = errors.New("operation not found")
+	ErrAlreadyRegistered      = errors.New("operation already registered")
+	ErrInvalidTransition      = errors.New("invalid lifecycle transition")
+	ErrPeerNotExpected        = errors.New("peer not expected")
+	ErrAlreadyPeerReady       = errors.New("operation already peer-ready")
+	ErrMaxConcurrentExceeded  = errors.New("max concurrent operations exceeded")
+	ErrDuplicateWaitOperation = errors.New("duplicate operation in wait request")
+)
+
+// NotFoundError: the operation does not exist, or was evicted or collected.
+type NotFoundError struct{ ID string }
+
+func (e *NotFoundError) Error() string        { return fmt.Sprintf("operation not found: %s", e.ID) }
+func (e *NotFoundError) Is(target error) bool { return target == ErrNotFound }
+
+// AlreadyRegisteredError: the id is still retained, even as terminal.
+type AlreadyRegisteredError struct{ ID string }
+
+func (e *AlreadyRegisteredError) Error() string {
+	return fmt.Sprintf("operation already registered: %s", e.ID)
+}
+func (e *AlreadyRegisteredError) Is(target error) bool { return target == ErrAlreadyRegistered }
+
+// InvalidTransitionError: the call is not allowed from the operation's status.
+type InvalidTransitionError struct {
+	ID     string
+	Status opsv1.OperationPhase
+	Action string
+}
+
+func (e *InvalidTransitionError) Error() string {
+	return fmt.Sprintf("invalid lifecycle transition for %s: %s -> %s", e.ID, e.Status, e.Action)
+}
+func (e *InvalidTransitionError) Is(target error) bool { return target == ErrInvalidTransition }
+
+// PeerNotExpectedError: peer_ready on an operation that is not a MobMemberChild.
+type PeerNotExpectedError struct{ ID string }
+
+func (e *PeerNotExpectedError) Error() string {
+	return fmt.Sprintf("peer not expected for operation %s: only MobMemberChild reports peer-ready", e.ID)
+}
+func (e *PeerNotExpectedError) Is(target error) bool { return target == ErrPeerNotExpected }
+
+// AlreadyPeerReadyError: peer_ready a second time.
+type AlreadyPeerReadyError struct{ ID string }
+
+func (e *AlreadyPeerReadyError) Error() string {
+	return fmt.Sprintf("operation already peer-ready: %s", e.ID)
+}
+func (e *AlreadyPeerReadyError) Is(target error) bool { return target == ErrAlreadyPeerReady }
+
+// MaxConcurrentExceededError: the session had active >= limit at registration.
+type MaxConcurrentExceededError struct{ Limit, Active int }
+
+func (e *MaxConcurrentExceededError) Error() string {
+	return fmt.Sprintf("max concurrent operations exceeded: limit %d, active %d", e.Limit, e.Active)
+}
+func (e *MaxConcurrentExceededError) Is(target error) bool {
+	return target == ErrMaxConcurrentExceeded
+}
+
+// DuplicateWaitOperationError: wait_all was given the same id twice.
+type DuplicateWaitOperationError struct{ ID string }
+
+func (e *DuplicateWaitOperationError) Error() string {
+	return fmt.Sprintf("duplicate operation in wait request: %s", e.ID)
+}
+func (e *DuplicateWaitOperationError) Is(target error) bool {
+	return target == ErrDuplicateWaitOperation
+}

@@ -310,6 +310,9 @@ type OperationStatus struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=ops;op,categories=meerkat
+// +kubebuilder:selectablefield:JSONPath=`.spec.sessionName`
+// +kubebuilder:selectablefield:JSONPath=`.spec.kind`
+// +kubebuilder:selectablefield:JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Session",type=string,JSONPath=`.spec.sessionName`
 // +kubebuilder:printcolumn:name="Kind",type=string,JSONPath=`.spec.kind`

@@ -47,7 +47,7 @@ func Apply(op *opsv1.Operation, c Call, a Args, now time.Time) error {
 	case Reject:
 		st.Rejection = a.Rejection
 	case ProvisioningSucceeded:
-		st.StartedAt = &ts
+		st.StartedAt = ptrTo(notBefore(ts, st.CreatedAt))
 	case PeerReady:
 		st.PeerReady = true
 		st.PeerHandle = a.Peer
@@ -66,10 +66,10 @@ func Apply(op *opsv1.Operation, c Call, a Args, now time.Time) error {
 	}
 	if IsTerminal(to) {
 		st.Outcome = outcomeFor(to, a)
-		st.CompletedAt = &ts
 		if st.CreatedAt == nil {
 			st.CreatedAt = ptrTo(CreatedAt(op))
 		}
+		st.CompletedAt = ptrTo(notBefore(notBefore(ts, st.CreatedAt), st.StartedAt))
 	}
 	st.Phase = to
 	SetConditions(op, now)
@@ -136,6 +136,15 @@ func CreatedAt(op *opsv1.Operation) metav1.MicroTime {
 		}
 	}
 	return metav1.NewMicroTime(op.CreationTimestamp.Time)
+}
+
+// notBefore keeps times ordered (created <= started <= completed) when they
+// come from the clocks of different machines.
+func notBefore(t metav1.MicroTime, earlier *metav1.MicroTime) metav1.MicroTime {
+	if earlier != nil && t.Before(earlier) {
+		return *earlier
+	}
+	return t
 }
 
 func ptrTo[T any](v T) *T { return &v }

@@ -1,0 +1,208 @@
+package opsclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	eventsv1 "k8s.io/api/events/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/uuid"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	opsv1 "github.com/meerkat-ops/ops-operator/api/v1alpha1"
+)
+
+// ErrSessionNotReady is returned for a session that is not registered.
+var ErrSessionNotReady = errors.New("session not ready")
+
+// SessionNotReadyError: the session is not registered (no OpsSession).
+type SessionNotReadyError struct{ SessionID string }
+
+func (e *SessionNotReadyError) Error() string {
+	return fmt.Sprintf("session not ready: %s is not registered", e.SessionID)
+}
+func (e *SessionNotReadyError) Is(target error) bool { return target == ErrSessionNotReady }
+
+// Runtime is one agent's handle on the operator, in one namespace.
+type Runtime struct {
+	c     client.WithWatch
+	ns    string
+	clock clock.PassiveClock
+
+	mu         sync.Mutex
+	registries map[string]*Registry
+}
+
+// Scheme holds the kinds the client reads and writes.
+func Scheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	if err := opsv1.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	return s
+}
+
+// New connects to the API server in cfg and works in namespace.
+func New(cfg *rest.Config, namespace string) (*Runtime, error) {
+	c, err := client.NewWithWatch(cfg, client.Options{Scheme: Scheme()})
+	if err != nil {
+		return nil, err
+	}
+	return NewFromClient(c, namespace, clock.RealClock{}), nil
+}
+
+// NewFromClient uses an existing client, which must know this package's Scheme.
+func NewFromClient(c client.WithWatch, namespace string, clk clock.PassiveClock) *Runtime {
+	return &Runtime{c: c, ns: namespace, clock: clk, registries: map[string]*Registry{}}
+}
+
+// NewOperationID returns a fresh operation id, usable as an object name.
+func NewOperationID() string { return string(uuid.NewUUID()) }
+
+// NewSessionID returns a fresh session id, usable as an object name.
+func NewSessionID() string { return string(uuid.NewUUID()) }
+
+// RegisterSession creates the session's OpsSession. It is idempotent: an
+// existing session is left as it is.
+func (rt *Runtime) RegisterSession(ctx context.Context, id string, cfg SessionConfig) error {
+	s := &opsv1.OpsSession{
+		ObjectMeta: metav1.ObjectMeta{Name: id, Namespace: rt.ns},
+		Spec: opsv1.OpsSessionSpec{
+			MaxConcurrent: cfg.MaxConcurrent, MaxCompleted: cfg.MaxCompleted, AdmissionPolicy: cfg.AdmissionPolicy,
+		},
+	}
+	if err := rt.c.Create(ctx, s); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	return nil
+}
+
+// OpsLifecycleRegistry returns the session's registry, or SessionNotReady
+// when the session is not registered. Each session has its own registry.
+func (rt *Runtime) OpsLifecycleRegistry(ctx context.Context, sessionID string) (*Registry, error) {
+	s := &opsv1.OpsSession{}
+	if err := rt.c.Get(ctx, types.NamespacedName{Namespace: rt.ns, Name: sessionID}, s); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, &SessionNotReadyError{SessionID: sessionID}
+		}
+		return nil, err
+	}
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if r, ok := rt.registries[sessionID]; ok && r.sessionUID == s.UID {
+		return r, nil
+	}
+	r := &Registry{rt: rt, session: sessionID, sessionUID: s.UID, watchers: map[string]int{}}
+	rt.registries[sessionID] = r
+	return r, nil
+}
+
+// InputOrigin, InputDurability and the header mirror Meerkat's runtime input.
+type (
+	InputOrigin     string
+	InputDurability string
+)
+
+// InputVisibility says who may see an input.
+type InputVisibility struct {
+	TranscriptEligible bool
+	OperatorEligible   bool
+}
+
+// InputHeader is a runtime input's header.
+type InputHeader struct {
+	ID              string
+	Timestamp       metav1.Time
+	Source          InputOrigin
+	Durability      InputDurability
+	Visibility      InputVisibility
+	IdempotencyKey  *string
+	SupersessionKey *string
+	CorrelationID   *string
+}
+
+// OpEvent is a lifecycle event carried by an operation input.
+type OpEvent struct {
+	// Type is the event, such as Progress or Cancelled.
+	Type    string
+	Message string
+	Percent *float64
+}
+
+// OperationInput is a lifecycle event for an operation, sent to a session.
+type OperationInput struct {
+	Header      InputHeader
+	OperationID string
+	Event       OpEvent
+}
+
+// AcceptOutcome is the answer to an input.
+type AcceptOutcome struct{ accepted bool }
+
+// IsAccepted reports whether the session accepted the input.
+func (o AcceptOutcome) IsAccepted() bool { return o.accepted }
+
+// CompletionHandle would wait for an input's completion. Lifecycle inputs
+// are accepted without one, so AcceptInputWithCompletion returns nil.
+type CompletionHandle struct{}
+
+// AcceptInputWithCompletion accepts an operation input for a registered
+// session and records it as a Kubernetes Event on the session. Lifecycle
+// inputs are ignore-on-accept: no completion handle is allocated.
+func (rt *Runtime) AcceptInputWithCompletion(ctx context.Context, sessionID string, in OperationInput) (AcceptOutcome, *CompletionHandle, error) {
+	s := &opsv1.OpsSession{}
+	if err := rt.c.Get(ctx, types.NamespacedName{Namespace: rt.ns, Name: sessionID}, s); err != nil {
+		if apierrors.IsNotFound(err) {
+			return AcceptOutcome{}, nil, &SessionNotReadyError{SessionID: sessionID}
+		}
+		return AcceptOutcome{}, nil, err
+	}
+	now := rt.clock.Now()
+	note := fmt.Sprintf("operation %s: %s", in.OperationID, in.Event.Type)
+	if in.Event.Message != "" {
+		note += ": " + in.Event.Message
+	}
+	if in.Event.Percent != nil {
+		note += fmt.Sprintf(" (%.0f%%)", *in.Event.Percent*100)
+	}
+	ev := &eventsv1.Event{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      fmt.Sprintf("%s.%x", sessionID, now.UnixNano()),
+			Namespace: rt.ns,
+		},
+		EventTime:           metav1.NewMicroTime(now),
+		ReportingController: "ops.meerkat.dev/opsclient",
+		ReportingInstance:   "opsclient",
+		Action:              "AcceptInput",
+		Reason:              "OperationInput",
+		Type:                corev1.EventTypeNormal,
+		Note:                truncate(note, 1024),
+		Regarding: corev1.ObjectReference{
+			APIVersion: opsv1.GroupVersion.String(), Kind: "OpsSession",
+			Namespace: rt.ns, Name: sessionID, UID: s.UID,
+		},
+	}
+	if err := rt.c.Create(ctx, ev); err != nil {
+		return AcceptOutcome{}, nil, fmt.Errorf("recording input %s: %w", in.Header.ID, err)
+	}
+	return AcceptOutcome{accepted: true}, nil, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}

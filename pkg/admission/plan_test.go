@@ -297,9 +297,13 @@ func TestDecide(t *testing.T) {
 				Admit: []string{"p1"}, Limit: 2, Active: 2,
 			},
 		},
+		// Gone lists a name re-created with another UID once a live read has
+		// confirmed it (Input's contract); see also
+		// TestDecideStaleCacheKeepsLedgerEntryOfReRegisteredName.
 		"a ledger entry with another UID is dropped and the new operation admitted": {
 			session: newSession(maxConcurrent(1), ledgerEntry("a", "uid-old")),
 			ops:     []*opsv1.Operation{newOp("a", pending)},
+			gone:    map[string]bool{"a": true},
 			want: summary{
 				Ledger: entries("a"), LedgerChanged: true,
 				Admit: []string{"a"}, Limit: 1, Active: 1,
@@ -308,6 +312,7 @@ func TestDecide(t *testing.T) {
 		"a ledger entry with another UID is replaced for an active operation": {
 			session: newSession(maxConcurrent(2), ledgerEntry("a", "uid-old")),
 			ops:     []*opsv1.Operation{newOp("a", running), newOp("p", pending)},
+			gone:    map[string]bool{"a": true},
 			want: summary{
 				Ledger: entries("a", "p"), LedgerChanged: true,
 				Admit: []string{"p"}, Limit: 2, Active: 2,
@@ -459,6 +464,35 @@ func TestDecide(t *testing.T) {
 	}
 }
 
+// TestDecideStaleCacheKeepsLedgerEntryOfReRegisteredName: operation "a" was
+// evicted and registered again, and the new "a" was admitted into the ledger.
+// This controller's cache still holds the old, Completed "a". Only a live read
+// may free an admitted slot (Input.Gone), so the entry must stand and the last
+// slot stays taken; dropping it on the UID mismatch admits a second operation
+// past maxConcurrent.
+func TestDecideStaleCacheKeepsLedgerEntryOfReRegisteredName(t *testing.T) {
+	for _, oldPhase := range []opsv1.OperationPhase{completed, rejected} {
+		t.Run(string(oldPhase), func(t *testing.T) {
+			in := admission.Input{
+				Session: newSession(maxConcurrent(1), ledgerEntry("a", "uid-a-new")),
+				Ops: []*opsv1.Operation{
+					newOp("a", oldPhase, withUID("uid-a-old")), // stale: the cache has not seen the re-registration
+					newOp("p", pending),
+				},
+			}
+			got := summarize(admission.Decide(in))
+			want := summary{
+				Ledger: []opsv1.LedgerEntry{{Name: "a", UID: "uid-a-new"}},
+				Reject: []rejection{overLimit("p", 1, 1)},
+				Limit:  1, Active: 1, Finished: 2,
+			}
+			if diff := cmp.Diff(want, got, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("plan mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
 func TestDecideRejectionsDoNotShareCounters(t *testing.T) {
 	p := admission.Decide(admission.Input{
 		Session: newSession(maxConcurrent(0)),
@@ -535,8 +569,9 @@ func TestDecideProperties(t *testing.T) {
 				continue
 			case 1: // admitted under this name
 				sopts = append(sopts, ledger(name))
-			case 2: // a previous operation of the same name was admitted
+			case 2: // a previous operation of the same name was admitted; a live read confirmed it
 				sopts = append(sopts, ledgerEntry(name, "uid-old"))
+				gone[name] = true
 			}
 			ops = append(ops, newOp(name, phase, createdAt(time.Duration(rng.IntN(4))*time.Second)))
 		}

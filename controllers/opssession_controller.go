@@ -108,7 +108,7 @@ func (r *OpsSessionReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		w.apply(ctx, op, lifecycle.TerminateOwner, lifecycle.Args{Reason: &reason}, "Terminated", "terminated: %s", reason)
 	}
 	for _, op := range plan.Queue {
-		w.queue(ctx, op, plan.Limit, plan.Active)
+		w.queue(ctx, op, plan.Limit)
 	}
 	// Retention runs after every outcome above is stored.
 	for _, op := range retention.Evict(ops, sess.Spec.MaxCompleted) {
@@ -163,15 +163,16 @@ func (r *OpsSessionReconciler) operations(ctx context.Context, sess *opsv1.OpsSe
 }
 
 // confirmGone reads, around the cache, every ledger entry the cache does not
-// hold, and returns those the API server confirms are gone.
+// hold (or holds under another UID), and returns those the API server
+// confirms are gone.
 func (r *OpsSessionReconciler) confirmGone(ctx context.Context, sess *opsv1.OpsSession, ops []*opsv1.Operation) (map[string]bool, error) {
-	cached := make(map[string]bool, len(ops))
+	cached := make(map[string]string, len(ops))
 	for _, op := range ops {
-		cached[op.Name] = true
+		cached[op.Name] = string(op.UID)
 	}
 	gone := map[string]bool{}
 	for _, e := range sess.Status.Admitted {
-		if cached[e.Name] {
+		if cached[e.Name] == e.UID {
 			continue
 		}
 		live := &opsv1.Operation{}

@@ -2,10 +2,10 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -21,8 +21,11 @@ import (
 const conflictBackoff = 20 * time.Millisecond
 
 func requeueOnConflict(err error) (ctrl.Result, error) {
-	if apierrors.IsConflict(err) {
+	switch {
+	case apierrors.IsConflict(err):
 		return ctrl.Result{RequeueAfter: conflictBackoff}, nil
+	case errors.Is(err, context.Canceled):
+		return ctrl.Result{}, nil // shutting down
 	}
 	return ctrl.Result{}, err
 }
@@ -53,12 +56,11 @@ func (w *writer) apply(ctx context.Context, op *opsv1.Operation, c lifecycle.Cal
 }
 
 // queue records on a Pending operation that it waits for a slot.
-func (w *writer) queue(ctx context.Context, op *opsv1.Operation, limit, active int) {
-	if c := meta.FindStatusCondition(op.Status.Conditions, opsv1.ConditionReconciling); c != nil && c.Reason == opsv1.ReasonQueued {
+func (w *writer) queue(ctx context.Context, op *opsv1.Operation, limit int) {
+	next := op.DeepCopy()
+	if !lifecycle.SetQueued(next, limit, w.now) {
 		return
 	}
-	next := op.DeepCopy()
-	lifecycle.SetQueued(next, limit, active, w.now)
 	if w.update(ctx, next) {
 		w.event(next, "Normal", opsv1.ReasonQueued, "queued: session %s is at maxConcurrent %d", op.Spec.SessionName, limit)
 	}
@@ -89,7 +91,7 @@ func (w *writer) update(ctx context.Context, op *opsv1.Operation) bool {
 	case err == nil:
 		return true
 	case apierrors.IsNotFound(err):
-	case apierrors.IsConflict(err):
+	case apierrors.IsConflict(err), ctx.Err() != nil:
 		w.failed = true
 	default:
 		log.FromContext(ctx).Error(err, "writing operation status", "operation", op.Name)

@@ -76,11 +76,9 @@ func Decide(in Input) Plan {
 	for _, e := range s.Status.Admitted {
 		op := byName[e.Name]
 		switch {
-		case op == nil && in.Gone[e.Name]:
-			continue
-		case op != nil && string(op.UID) != e.UID:
-			continue // the name was evicted and registered again
-		case op != nil && lifecycle.IsFinal(op.Status.Phase):
+		case in.Gone[e.Name]:
+			continue // confirmed live: deleted, or registered again under a new UID
+		case op != nil && string(op.UID) == e.UID && lifecycle.IsFinal(op.Status.Phase):
 			continue
 		}
 		ledger = append(ledger, e)

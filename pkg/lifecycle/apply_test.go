@@ -931,16 +931,16 @@ func TestOutcomeMessageTruncatesLongErrors(t *testing.T) {
 func TestSetQueuedIsIdempotent(t *testing.T) {
 	t1, t2 := tCreation.Add(time.Minute), tCreation.Add(2*time.Minute)
 	op := bareOp(pending)
-	if !lifecycle.SetQueued(op, 2, 2, t1) {
+	if !lifecycle.SetQueued(op, 2, t1) {
 		t.Fatalf("first SetQueued reported no change")
 	}
 	c := findCondition(op, opsv1.ConditionReconciling)
 	if c == nil || c.Status != metav1.ConditionTrue || c.Reason != opsv1.ReasonQueued ||
-		c.Message != "queued: session sess is at maxConcurrent 2 with 2 active" {
+		c.Message != "queued: session sess is at its maxConcurrent limit of 2" {
 		t.Fatalf("Reconciling condition = %+v", c)
 	}
 	first := op.DeepCopy()
-	if lifecycle.SetQueued(op, 2, 2, t2) {
+	if lifecycle.SetQueued(op, 2, t2) {
 		t.Errorf("SetQueued with the same arguments at a later time reported a change")
 	}
 	if diff := cmp.Diff(first, op); diff != "" {

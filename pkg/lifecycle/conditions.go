@@ -15,6 +15,30 @@ import (
 // whether anything changed; LastTransitionTime moves only when a condition's
 // status flips.
 func SetConditions(op *opsv1.Operation, now time.Time) bool {
+	return setConditions(op, now, nil)
+}
+
+// SetSessionMissing marks a Pending operation as waiting on an OpsSession that
+// does not exist, and reports whether anything changed.
+func SetSessionMissing(op *opsv1.Operation, now time.Time) bool {
+	return setConditions(op, now, &metav1.Condition{
+		Type: opsv1.ConditionStalled, Status: metav1.ConditionTrue, Reason: opsv1.ReasonSessionNotFound,
+		Message: fmt.Sprintf("OpsSession %q does not exist in namespace %s; the operation waits until it is created", op.Spec.SessionName, op.Namespace),
+	})
+}
+
+// SetQueued marks a Pending operation as waiting for a slot, and reports
+// whether anything changed.
+func SetQueued(op *opsv1.Operation, limit int, now time.Time) bool {
+	return setConditions(op, now, &metav1.Condition{
+		Type: opsv1.ConditionReconciling, Status: metav1.ConditionTrue, Reason: opsv1.ReasonQueued,
+		Message: fmt.Sprintf("queued: session %s is at its maxConcurrent limit of %d", op.Spec.SessionName, limit),
+	})
+}
+
+// setConditions computes all four conditions, with override replacing the
+// one of its type, and then sets each once.
+func setConditions(op *opsv1.Operation, now time.Time, override *metav1.Condition) bool {
 	st := &op.Status
 	phase := Normalize(st.Phase)
 	reason := string(phase)
@@ -37,49 +61,19 @@ func SetConditions(op *opsv1.Operation, now time.Time) bool {
 
 	changed := st.ObservedGeneration != op.Generation
 	st.ObservedGeneration = op.Generation
-	for _, c := range []struct {
-		typ    string
-		status metav1.ConditionStatus
-	}{
-		{opsv1.ConditionTerminal, terminal},
-		{opsv1.ConditionReady, ready},
-		{opsv1.ConditionReconciling, reconciling},
-		{opsv1.ConditionStalled, stalled},
+	for _, c := range []metav1.Condition{
+		{Type: opsv1.ConditionTerminal, Status: terminal, Reason: reason, Message: msg},
+		{Type: opsv1.ConditionReady, Status: ready, Reason: reason, Message: msg},
+		{Type: opsv1.ConditionReconciling, Status: reconciling, Reason: reason, Message: msg},
+		{Type: opsv1.ConditionStalled, Status: stalled, Reason: reason, Message: msg},
 	} {
-		if meta.SetStatusCondition(&st.Conditions, metav1.Condition{
-			Type: c.typ, Status: c.status, Reason: reason, Message: msg,
-			ObservedGeneration: op.Generation, LastTransitionTime: metav1.NewTime(now),
-		}) {
+		if override != nil && override.Type == c.Type {
+			c = *override
+		}
+		c.ObservedGeneration, c.LastTransitionTime = op.Generation, metav1.NewTime(now)
+		if meta.SetStatusCondition(&st.Conditions, c) {
 			changed = true
 		}
-	}
-	return changed
-}
-
-// SetSessionMissing marks a Pending operation as waiting on an OpsSession that
-// does not exist, and reports whether anything changed.
-func SetSessionMissing(op *opsv1.Operation, now time.Time) bool {
-	changed := SetConditions(op, now)
-	msg := fmt.Sprintf("OpsSession %q does not exist in namespace %s; the operation waits until it is created", op.Spec.SessionName, op.Namespace)
-	if meta.SetStatusCondition(&op.Status.Conditions, metav1.Condition{
-		Type: opsv1.ConditionStalled, Status: metav1.ConditionTrue, Reason: opsv1.ReasonSessionNotFound,
-		Message: msg, ObservedGeneration: op.Generation, LastTransitionTime: metav1.NewTime(now),
-	}) {
-		changed = true
-	}
-	return changed
-}
-
-// SetQueued marks a Pending operation as waiting for a slot, and reports
-// whether anything changed.
-func SetQueued(op *opsv1.Operation, limit, active int, now time.Time) bool {
-	changed := SetConditions(op, now)
-	msg := fmt.Sprintf("queued: session %s is at maxConcurrent %d with %d active", op.Spec.SessionName, limit, active)
-	if meta.SetStatusCondition(&op.Status.Conditions, metav1.Condition{
-		Type: opsv1.ConditionReconciling, Status: metav1.ConditionTrue, Reason: opsv1.ReasonQueued,
-		Message: msg, ObservedGeneration: op.Generation, LastTransitionTime: metav1.NewTime(now),
-	}) {
-		changed = true
 	}
 	return changed
 }

@@ -520,3 +520,6 @@ func (r *Registry) fetch(ctx context.Context, list client.ObjectList, name strin
 	}
 	return obj, nil
 }
+
+// Namespace is the registry's namespace.
+func (r *Registry) Namespace() string { return r.rt.ns }

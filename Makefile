@@ -19,7 +19,7 @@ all: build
 
 .PHONY: manifests
 manifests: ## Generate the CRDs and the RBAC role from markers.
-	$(CONTROLLER_GEN) rbac:roleName=ops-operator-manager crd:allowDangerousTypes=true webhook paths="./..." \
+	$(CONTROLLER_GEN) rbac:roleName=ops-operator-manager crd:allowDangerousTypes=true paths="./api/...;./controllers/..." \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
 
 .PHONY: generate
@@ -27,10 +27,12 @@ generate: ## Generate deepcopy code.
 	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
 
 .PHONY: verify
+GENERATED := api/v1alpha1/zz_generated.deepcopy.go config/crd/bases config/rbac/role.yaml
+
 verify: manifests generate ## Regenerate everything and fail if the committed files differ.
-	@if [ -n "$$(git status --porcelain -- api config)" ]; then \
+	@if [ -n "$$(git status --porcelain -- $(GENERATED))" ]; then \
 		echo "generated files are out of date; run 'make manifests generate' and commit:"; \
-		git status --porcelain -- api config; git --no-pager diff -- api config | head -50; exit 1; fi
+		git status --porcelain -- $(GENERATED); git --no-pager diff -- $(GENERATED) | head -50; exit 1; fi
 
 .PHONY: fmt
 fmt:

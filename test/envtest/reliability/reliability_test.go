@@ -258,3 +258,28 @@ func TestTerminateSessionMixedPhases(t *testing.T) {
 	}, time.Minute).Should(Equal(&opsv1.Rejection{Reason: opsv1.RejectionOwnerTerminated}))
 	g.Expect(meta.IsStatusConditionTrue(late.Status.Conditions, opsv1.ConditionStalled)).To(BeTrue())
 }
+
+// TestDeadlineAfterRestart: a provisioning deadline that passes while no
+// manager runs is enforced by the next one at start-up.
+func TestDeadlineAfterRestart(t *testing.T) {
+	g, ctx := NewWithT(t), testContext(t)
+	ns := newNamespace(t)
+	mgr := startManager(t)
+	reg, _ := newSession(ctx, t, ns, "deadline", opsv1.OpsSessionSpec{})
+	g.Expect(reg.RegisterOperation(ctx, opsclient.OperationSpec{ID: "slow", Kind: opsv1.BackgroundToolOp, ProvisioningTimeout: time.Second})).To(Succeed())
+	mgr.stop(t)
+	w, err := reg.RegisterWatcher(ctx, "slow")
+	g.Expect(err).NotTo(HaveOccurred())
+	time.Sleep(1200 * time.Millisecond) // the deadline passes while no manager runs
+	snap, err := reg.Snapshot(ctx, "slow")
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(snap.Status).To(Equal(opsv1.PhaseProvisioning), "nothing enforces it while down")
+
+	mgr = startManager(t)
+	defer mgr.stop(t)
+	out, err := w.Wait(ctx)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(out.Type).To(Equal(opsv1.PhaseFailed))
+	g.Expect(out.Error).To(HavePrefix("ProvisioningTimeout"))
+	t.Logf("restarts=1 outcome=%q", out.Error)
+}

@@ -210,13 +210,14 @@ func (r *OpsSessionReconciler) statusDue(sess *opsv1.OpsSession, plan admission.
 }
 
 func (r *OpsSessionReconciler) writeStatus(ctx context.Context, sess *opsv1.OpsSession, plan admission.Plan, terminated bool, now time.Time) error {
+	wasTerminated := meta.IsStatusConditionTrue(sess.Status.Conditions, opsv1.ConditionTerminated)
 	setSessionStatus(sess, plan, terminated, now)
 	// Update carries the cached resourceVersion: this is the optimistic lock.
 	if err := r.Status().Update(ctx, sess); err != nil {
 		return err
 	}
 	r.lastCounts.wrote(client.ObjectKeyFromObject(sess), now)
-	if terminated && r.Recorder != nil && !meta.IsStatusConditionTrue(sess.Status.Conditions, opsv1.ConditionTerminated) {
+	if terminated && !wasTerminated && r.Recorder != nil {
 		r.Recorder.Eventf(sess, nil, "Normal", "Terminated", "Terminate", "session terminated: %s", terminationReason(sess))
 	}
 	return nil

@@ -20,6 +20,7 @@ func main() {
 	var burst int
 	flag.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8080", "Address the Prometheus metrics endpoint binds to; 0 disables it.")
 	flag.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":8081", "Address the /healthz and /readyz probes bind to.")
+	flag.StringVar(&o.PprofAddr, "pprof-bind-address", "", "Address net/http/pprof binds to; empty disables it.")
 	flag.BoolVar(&o.LeaderElection, "leader-elect", false, "Elect a leader so only one replica reconciles at a time.")
 	flag.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader election Lease (needed outside a cluster).")
 	flag.IntVar(&o.SessionConcurrency, "session-concurrent-reconciles", 4, "OpsSession reconciles run in parallel (different sessions only).")

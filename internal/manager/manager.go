@@ -22,8 +22,10 @@ import (
 
 // Options are the manager's settings; cmd/manager maps its flags onto them.
 type Options struct {
-	MetricsAddr      string
-	ProbeAddr        string
+	MetricsAddr string
+	ProbeAddr   string
+	// PprofAddr serves net/http/pprof when set, for profiling (make bench).
+	PprofAddr        string
 	LeaderElection   bool
 	LeaderElectionID string
 	// LeaderElectionNamespace is needed when running outside a cluster.
@@ -70,6 +72,7 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		Scheme:                        Scheme(),
 		Metrics:                       metricsserver.Options{BindAddress: o.MetricsAddr},
 		HealthProbeBindAddress:        o.ProbeAddr,
+		PprofBindAddress:              o.PprofAddr,
 		LeaderElection:                o.LeaderElection,
 		LeaderElectionID:              o.LeaderElectionID,
 		LeaderElectionNamespace:       o.LeaderElectionNamespace,

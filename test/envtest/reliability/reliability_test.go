@@ -8,6 +8,7 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -247,6 +248,17 @@ func TestTerminateSessionMixedPhases(t *testing.T) {
 	}
 	t.Logf("operations=50 terminated=%d kept=%d", terminated, 50-terminated)
 	g.Expect(terminated).To(Equal(35))
+	g.Eventually(func() []string {
+		var events eventsv1.EventList
+		_ = k8s.List(ctx, &events, client.InNamespace(ns))
+		var reasons []string
+		for _, e := range events.Items {
+			if e.Regarding.Kind == "OpsSession" {
+				reasons = append(reasons, e.Reason)
+			}
+		}
+		return reasons
+	}).Should(ContainElement("Terminated"))
 
 	// After termination, a new operation is rejected with OwnerTerminated.
 	late := &opsv1.Operation{ObjectMeta: metav1.ObjectMeta{Name: "late", Namespace: ns},

@@ -115,36 +115,43 @@ func (r *OpsSessionReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		w.evict(ctx, op, sess)
 	}
 
-	terminated := (sess.Spec.Termination != nil || deleting) && !w.failed
 	if deleting {
-		if w.failed {
-			return ctrl.Result{RequeueAfter: conflictBackoff}, nil
-		}
-		if err := r.deleteUnowned(ctx, sess, ops); err != nil {
-			return ctrl.Result{}, err
-		}
-		controllerutil.RemoveFinalizer(sess, opsv1.FinalizerTerminate)
-		if err := r.Update(ctx, sess); client.IgnoreNotFound(err) != nil {
-			return requeueOnConflict(err)
-		}
-		return ctrl.Result{}, nil
+		return r.finishDeletion(ctx, sess, ops, w.failed)
 	}
-
-	if !admitting || !plan.LedgerChanged {
-		due := r.statusDue(sess, plan, terminated, now)
-		if due > 0 {
-			return ctrl.Result{RequeueAfter: due}, nil
-		}
-		if due == 0 {
-			if err := r.writeStatus(ctx, sess, plan, terminated, now); err != nil {
-				return requeueOnConflict(err)
-			}
-		}
-	}
+	terminated := sess.Spec.Termination != nil && !w.failed
+	res := ctrl.Result{}
 	if w.failed {
 		// A conflict means the cache was behind; the watch event that moves
 		// it forward queues this session again, but do not rely on it alone.
+		res.RequeueAfter = conflictBackoff
+	}
+	if admitting && plan.LedgerChanged {
+		return res, nil // the status was written above
+	}
+	switch due := r.statusDue(sess, plan, terminated, now); {
+	case due == 0:
+		if err := r.writeStatus(ctx, sess, plan, terminated, now); err != nil {
+			return requeueOnConflict(err)
+		}
+	case due > 0 && (res.RequeueAfter == 0 || due < res.RequeueAfter):
+		res.RequeueAfter = due
+	}
+	return res, nil
+}
+
+// finishDeletion lets a deleted session go once every operation is
+// terminated: it deletes the operations owner references do not cover, then
+// removes the finalizer.
+func (r *OpsSessionReconciler) finishDeletion(ctx context.Context, sess *opsv1.OpsSession, ops []*opsv1.Operation, failed bool) (ctrl.Result, error) {
+	if failed {
 		return ctrl.Result{RequeueAfter: conflictBackoff}, nil
+	}
+	if err := r.deleteUnowned(ctx, sess, ops); err != nil {
+		return ctrl.Result{}, err
+	}
+	controllerutil.RemoveFinalizer(sess, opsv1.FinalizerTerminate)
+	if err := r.Update(ctx, sess); client.IgnoreNotFound(err) != nil {
+		return requeueOnConflict(err)
 	}
 	return ctrl.Result{}, nil
 }

@@ -278,11 +278,11 @@ func TestDeadlineAfterRestart(t *testing.T) {
 	ns := newNamespace(t)
 	mgr := startManager(t)
 	reg, _ := newSession(ctx, t, ns, "deadline", opsv1.OpsSessionSpec{})
-	g.Expect(reg.RegisterOperation(ctx, opsclient.OperationSpec{ID: "slow", Kind: opsv1.BackgroundToolOp, ProvisioningTimeout: time.Second})).To(Succeed())
+	g.Expect(reg.RegisterOperation(ctx, opsclient.OperationSpec{ID: "slow", Kind: opsv1.BackgroundToolOp, ProvisioningTimeout: 3 * time.Second})).To(Succeed())
 	mgr.stop(t)
 	w, err := reg.RegisterWatcher(ctx, "slow")
 	g.Expect(err).NotTo(HaveOccurred())
-	time.Sleep(1200 * time.Millisecond) // the deadline passes while no manager runs
+	time.Sleep(3200 * time.Millisecond) // the deadline passes while no manager runs
 	snap, err := reg.Snapshot(ctx, "slow")
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(snap.Status).To(Equal(opsv1.PhaseProvisioning), "nothing enforces it while down")

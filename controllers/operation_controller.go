@@ -49,7 +49,13 @@ func (r *OperationReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	next := lifecycle.NextControl(op, sess, now)
 	switch {
 	case next.Do:
-		w.apply(ctx, op, next.Call, next.Args, next.Reason, "%s", describe(next))
+		if done := w.apply(ctx, op, next.Call, next.Args); done != nil {
+			typ := "Normal"
+			if next.Call == lifecycle.FailOperation {
+				typ = "Warning"
+			}
+			w.event(done, typ, next.Reason, "%s", describe(next))
+		}
 	case sess == nil && lifecycle.Normalize(op.Status.Phase) == opsv1.PhasePending:
 		// Waits for its session; the session's creation queues it again.
 		fixed := op.DeepCopy()

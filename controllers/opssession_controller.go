@@ -97,23 +97,34 @@ func (r *OpsSessionReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		}
 	}
 	for _, op := range plan.Admit {
-		w.apply(ctx, op, lifecycle.Admit, lifecycle.Args{}, "Admitted", "admitted by session %s", sess.Name)
+		if w.apply(ctx, op, lifecycle.Admit, lifecycle.Args{}) != nil {
+			w.note("Admitted", op.Name)
+		}
 	}
 	for _, rj := range plan.Reject {
 		rej := rj.Rejection
-		w.apply(ctx, rj.Op, lifecycle.Reject, lifecycle.Args{Rejection: &rej}, "Rejected", "%s", rejectionNote(rej))
+		if done := w.apply(ctx, rj.Op, lifecycle.Reject, lifecycle.Args{Rejection: &rej}); done != nil {
+			w.event(done, "Warning", "Rejected", "%s", rejectionNote(rej))
+		}
 	}
 	reason := terminationReason(sess)
 	for _, op := range plan.Terminate {
-		w.apply(ctx, op, lifecycle.TerminateOwner, lifecycle.Args{Reason: &reason}, "Terminated", "terminated: %s", reason)
+		if w.apply(ctx, op, lifecycle.TerminateOwner, lifecycle.Args{Reason: &reason}) != nil {
+			w.note("Terminated", op.Name)
+		}
 	}
 	for _, op := range plan.Queue {
 		w.queue(ctx, op, plan.Limit)
 	}
 	// Retention runs after every outcome above is stored.
 	for _, op := range retention.Evict(ops, sess.Spec.MaxCompleted) {
-		w.evict(ctx, op, sess)
+		w.evict(ctx, op)
 	}
+	w.flush(sess, map[string]string{
+		"Terminated":       " (" + reason + ")",
+		"Evicted":          fmt.Sprintf(" (retention keeps %d)", maxCompleted(sess)),
+		opsv1.ReasonQueued: fmt.Sprintf(" (maxConcurrent %d)", plan.Limit),
+	})
 
 	if deleting {
 		return r.finishDeletion(ctx, sess, ops, w.failed)

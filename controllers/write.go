@@ -3,6 +3,8 @@ package controllers
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -32,43 +34,71 @@ func requeueOnConflict(err error) (ctrl.Result, error) {
 
 // writer sends one status write per operation and emits each event only
 // after its write succeeded. failed records a write lost to a conflict.
+//
+// Events about the normal flow (Admitted, Queued, Terminated, Evicted) are
+// batched into one event per reason on the session per pass: an event is an
+// API write too, and one per operation would cost two extra writes per
+// lifecycle. Exceptions (Rejected, TimedOut, control requests) go on the
+// operation itself.
 type writer struct {
 	c       client.Client
 	rec     recorder.EventRecorder
 	now     time.Time
 	metrics *Metrics
 	failed  bool
+	batch   map[string][]string
 }
 
 // apply makes a lifecycle call on a copy of op and writes it with op's
-// resourceVersion. A call no longer allowed (the operation moved on) is skipped.
-func (w *writer) apply(ctx context.Context, op *opsv1.Operation, c lifecycle.Call, a lifecycle.Args, reason, format string, args ...any) bool {
+// resourceVersion. A call no longer allowed (the operation moved on) is
+// skipped. It returns the written operation, or nil.
+func (w *writer) apply(ctx context.Context, op *opsv1.Operation, c lifecycle.Call, a lifecycle.Args) *opsv1.Operation {
 	next := op.DeepCopy()
 	if err := lifecycle.Apply(next, c, a, w.now); err != nil {
-		return false
+		return nil
 	}
 	if !w.update(ctx, next) {
-		return false
+		return nil
 	}
-	w.event(next, "Normal", reason, format, args...)
 	w.metrics.transition(next, c)
-	return true
+	return next
 }
 
 // queue records on a Pending operation that it waits for a slot.
 func (w *writer) queue(ctx context.Context, op *opsv1.Operation, limit int) {
 	next := op.DeepCopy()
-	if !lifecycle.SetQueued(next, limit, w.now) {
-		return
+	if lifecycle.SetQueued(next, limit, w.now) && w.update(ctx, next) {
+		w.note(opsv1.ReasonQueued, op.Name)
 	}
-	if w.update(ctx, next) {
-		w.event(next, "Normal", opsv1.ReasonQueued, "queued: session %s is at maxConcurrent %d", op.Spec.SessionName, limit)
+}
+
+// note adds an operation to the session-level event of reason.
+func (w *writer) note(reason, name string) {
+	if w.batch == nil {
+		w.batch = map[string][]string{}
 	}
+	w.batch[reason] = append(w.batch[reason], name)
+}
+
+// flush emits the batched events on the session.
+func (w *writer) flush(sess *opsv1.OpsSession, detail map[string]string) {
+	for _, reason := range []string{"Admitted", opsv1.ReasonQueued, "Terminated", "Evicted"} {
+		names := w.batch[reason]
+		if len(names) == 0 {
+			continue
+		}
+		list := strings.Join(names[:min(len(names), 10)], ", ")
+		if len(names) > 10 {
+			list += fmt.Sprintf(" and %d more", len(names)-10)
+		}
+		w.event(sess, "Normal", reason, "%s %d operation(s)%s: %s", strings.ToLower(reason), len(names), detail[reason], list)
+	}
+	w.batch = nil
 }
 
 // evict deletes a finished operation, only if it is still the object that
 // was planned on: UID and resourceVersion preconditions.
-func (w *writer) evict(ctx context.Context, op *opsv1.Operation, sess *opsv1.OpsSession) {
+func (w *writer) evict(ctx context.Context, op *opsv1.Operation) {
 	err := w.c.Delete(ctx, op, client.Preconditions{UID: &op.UID, ResourceVersion: &op.ResourceVersion})
 	switch {
 	case apierrors.IsNotFound(err):
@@ -81,7 +111,7 @@ func (w *writer) evict(ctx context.Context, op *opsv1.Operation, sess *opsv1.Ops
 		w.failed = true
 		return
 	}
-	w.event(sess, "Normal", "Evicted", "evicted %s operation %s (retention keeps %d)", op.Status.Phase, op.Name, maxCompleted(sess))
+	w.note("Evicted", op.Name)
 	w.metrics.evicted(op)
 }
 

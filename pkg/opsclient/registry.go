@@ -33,6 +33,59 @@ type Registry struct {
 
 	mu       sync.Mutex
 	watchers map[string]int // pending watchers per operation, this process only
+	// known holds the object as this registry last wrote or saw it, so a
+	// call can write without reading first; a stale one costs a conflict
+	// and a read, never a wrong write (the write carries its resourceVersion).
+	known map[string]*opsv1.Operation
+
+	watchOnce sync.Once
+	watch     *sessionWatch
+	watchErr  error
+}
+
+// maxKnown bounds the known-object cache; past it, it starts over.
+const maxKnown = 8192
+
+func (r *Registry) remember(op *opsv1.Operation) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.known == nil || len(r.known) >= maxKnown {
+		r.known = map[string]*opsv1.Operation{}
+	}
+	if lifecycle.IsFinal(op.Status.Phase) {
+		delete(r.known, op.Name)
+		return
+	}
+	r.known[op.Name] = op.DeepCopy()
+}
+
+func (r *Registry) forget(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.known, id)
+}
+
+func (r *Registry) recall(id string) *opsv1.Operation {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if op, ok := r.known[id]; ok {
+		return op.DeepCopy()
+	}
+	return nil
+}
+
+// sessionWatch starts, once, the registry's shared watch of its session's
+// operations, and waits for it to sync.
+func (r *Registry) sessionWatch(ctx context.Context) (*sessionWatch, error) {
+	r.watchOnce.Do(func() {
+		sw := newSessionWatch(r.rt.c, r.rt.ns, r.session)
+		if !sw.run(r.rt.ctx) {
+			r.watchErr = fmt.Errorf("watching operations of session %s: %w", r.session, r.rt.ctx.Err())
+			return
+		}
+		r.watch = sw
+	})
+	return r.watch, r.watchErr
 }
 
 // conflictBackoff retries optimistic-lock conflicts quickly and for long
@@ -77,7 +130,7 @@ func (r *Registry) RegisterOperation(ctx context.Context, spec OperationSpec) er
 		}
 		return err
 	}
-	decided, err := r.waitFor(ctx, op.Name, op.ResourceVersion, func(o *opsv1.Operation) bool {
+	decided, err := r.waitFor(ctx, op.Name, op.UID, func(o *opsv1.Operation) bool {
 		return lifecycle.Normalize(o.Status.Phase) != opsv1.PhasePending
 	})
 	if err != nil {
@@ -87,6 +140,7 @@ func (r *Registry) RegisterOperation(ctx context.Context, spec OperationSpec) er
 		return err
 	}
 	if decided.Status.Phase != opsv1.PhaseRejected {
+		r.remember(decided)
 		return nil
 	}
 	r.withdraw(decided)
@@ -158,20 +212,38 @@ func (r *Registry) MarkRetired(ctx context.Context, id string) error {
 // with the read resourceVersion, retrying on conflict. The API server checks
 // the transition again; a refusal comes back as the lifecycle error.
 func (r *Registry) call(ctx context.Context, id string, c lifecycle.Call, a lifecycle.Args) error {
-	return retry.RetryOnConflict(conflictBackoff, func() error {
-		op, err := r.get(ctx, id)
-		if err != nil {
-			return err
+	op := r.recall(id)
+	fromCache := op != nil
+	err := retry.OnError(conflictBackoff, func(err error) bool { return errors.Is(err, errRetry) }, func() error {
+		if op == nil {
+			fresh, err := r.get(ctx, id)
+			if err != nil {
+				return err
+			}
+			op, fromCache = fresh, false
 		}
 		if err := lifecycle.Apply(op, c, a, r.rt.clock.Now()); err != nil {
+			if fromCache {
+				// What we knew may be stale: decide on a fresh read.
+				op = nil
+				return errRetry
+			}
 			return err
 		}
-		err = r.rt.c.Status().Update(ctx, op)
+		err := r.rt.c.Status().Update(ctx, op)
 		switch {
+		case err == nil:
+			r.remember(op)
+			return nil
 		case apierrors.IsNotFound(err):
+			r.forget(id)
 			return &lifecycle.NotFoundError{ID: id}
+		case apierrors.IsConflict(err):
+			op = nil
+			return errRetry
 		case apierrors.IsInvalid(err):
 			// Someone else moved it between our read and write.
+			r.forget(id)
 			if fresh, gerr := r.get(ctx, id); gerr == nil {
 				if cerr := lifecycle.Check(fresh, c); cerr != nil {
 					return cerr
@@ -181,7 +253,14 @@ func (r *Registry) call(ctx context.Context, id string, c lifecycle.Call, a life
 		}
 		return err
 	})
+	if errors.Is(err, errRetry) {
+		return fmt.Errorf("%s on %s: still conflicting after %d attempts", c.Action(), id, conflictBackoff.Steps)
+	}
+	return err
 }
+
+// errRetry asks call to read the operation again and retry.
+var errRetry = errors.New("stale operation: read again")
 
 // get reads one of this session's operations from the API server.
 func (r *Registry) get(ctx context.Context, id string) (*opsv1.Operation, error) {
@@ -376,7 +455,7 @@ func (r *Registry) RegisterWatcher(ctx context.Context, id string) (*Watcher, er
 	r.watchers[id]++
 	r.mu.Unlock()
 	go func() {
-		final, err := r.waitFor(ctx, id, op.ResourceVersion, func(o *opsv1.Operation) bool { return o.Status.Outcome != nil })
+		final, err := r.waitFor(ctx, id, op.UID, func(o *opsv1.Operation) bool { return o.Status.Outcome != nil })
 		if err == nil {
 			w.outcome = *final.Status.Outcome
 		}
@@ -425,21 +504,21 @@ func (r *Registry) WaitAll(ctx context.Context, runID string, ids []string) (*Wa
 	return res, nil
 }
 
-// waitFor watches one operation from resourceVersion rv until done holds.
-func (r *Registry) waitFor(ctx context.Context, id, rv string, done func(*opsv1.Operation) bool) (*opsv1.Operation, error) {
-	var last *opsv1.Operation
-	err := r.watchUntil(ctx, &opsv1.OperationList{}, id, rv, func(o client.Object) (bool, error) {
-		op := o.(*opsv1.Operation)
-		if !r.owns(op) && op.Status.Phase != opsv1.PhaseRejected {
-			return false, &lifecycle.NotFoundError{ID: id}
-		}
-		last = op
-		return done(op), nil
-	})
-	if errors.Is(err, errDeleted) {
-		return nil, &lifecycle.NotFoundError{ID: id}
+// waitFor waits, on the session's shared watch, until the operation with
+// this UID satisfies done; a deletion first gives NotFound.
+func (r *Registry) waitFor(ctx context.Context, id string, uid types.UID, done func(*opsv1.Operation) bool) (*opsv1.Operation, error) {
+	sw, err := r.sessionWatch(ctx)
+	if err != nil {
+		return nil, err
 	}
-	return last, err
+	w := sw.wait(id, uid, done)
+	select {
+	case res := <-w.ch:
+		return res.op, res.err
+	case <-ctx.Done():
+		sw.cancel(id, w)
+		return nil, ctx.Err()
+	}
 }
 
 var errDeleted = errors.New("object deleted")

@@ -37,6 +37,9 @@ type Runtime struct {
 	c     client.WithWatch
 	ns    string
 	clock clock.PassiveClock
+	// ctx bounds the shared session watches; Close ends them.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	mu         sync.Mutex
 	registries map[string]*Registry
@@ -65,8 +68,13 @@ func New(cfg *rest.Config, namespace string) (*Runtime, error) {
 
 // NewFromClient uses an existing client, which must know this package's Scheme.
 func NewFromClient(c client.WithWatch, namespace string, clk clock.PassiveClock) *Runtime {
-	return &Runtime{c: c, ns: namespace, clock: clk, registries: map[string]*Registry{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Runtime{c: c, ns: namespace, clock: clk, ctx: ctx, cancel: cancel, registries: map[string]*Registry{}}
 }
+
+// Close stops the runtime's shared watches. Pending waits then end with an
+// error; the Runtime must not be used afterwards.
+func (rt *Runtime) Close() { rt.cancel() }
 
 // NewOperationID returns a fresh operation id, usable as an object name.
 func NewOperationID() string { return string(uuid.NewUUID()) }
@@ -104,7 +112,7 @@ func (rt *Runtime) OpsLifecycleRegistry(ctx context.Context, sessionID string) (
 	if r, ok := rt.registries[sessionID]; ok && r.sessionUID == s.UID {
 		return r, nil
 	}
-	r := &Registry{rt: rt, session: sessionID, sessionUID: s.UID, watchers: map[string]int{}}
+	r := &Registry{rt: rt, session: sessionID, sessionUID: s.UID, watchers: map[string]int{}, known: map[string]*opsv1.Operation{}}
 	rt.registries[sessionID] = r
 	return r, nil
 }

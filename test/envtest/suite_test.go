@@ -109,6 +109,7 @@ func warmUp() error {
 		return err
 	}
 	rt := opsclient.NewFromClient(k8s, ns, clock.RealClock{})
+	defer rt.Close()
 	if err := rt.RegisterSession(ctx, "warm-up", opsclient.SessionConfig{}); err != nil {
 		return err
 	}
@@ -134,6 +135,7 @@ func newRegistry(t *testing.T, sc opsclient.SessionConfig) (*opsclient.Runtime, 
 	t.Helper()
 	ctx := testContext(t)
 	rt := opsclient.NewFromClient(k8s, newNamespace(t), clock.RealClock{})
+	t.Cleanup(rt.Close)
 	id := opsclient.NewSessionID()
 	if err := rt.RegisterSession(ctx, id, sc); err != nil {
 		t.Fatalf("RegisterSession: %v", err)

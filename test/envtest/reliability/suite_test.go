@@ -230,6 +230,7 @@ func newSession(ctx context.Context, t *testing.T, ns, name string, spec opsv1.O
 		t.Fatal(err)
 	}
 	rt := opsclient.NewFromClient(k8s, ns, clock.RealClock{})
+	t.Cleanup(rt.Close)
 	reg, err := rt.OpsLifecycleRegistry(ctx, name)
 	if err != nil {
 		t.Fatal(err)

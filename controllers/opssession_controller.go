@@ -29,9 +29,11 @@ import (
 const SessionNameField = "spec.sessionName"
 
 // DefaultCountsInterval bounds how often a session's status is written when
-// only its counts changed, so a busy session costs one count write per
-// interval rather than one per operation transition.
-const DefaultCountsInterval = time.Second
+// only its counts changed, and how often each normal-flow digest event is
+// sent, so a busy session costs a few summarising writes per interval rather
+// than one per operation transition. After a quiet spell the first change is
+// written at once.
+const DefaultCountsInterval = 5 * time.Second
 
 // OpsSessionReconciler admits, rejects, queues and terminates a session's
 // operations, and evicts the oldest finished ones.
@@ -46,7 +48,9 @@ type OpsSessionReconciler struct {
 	CountsInterval time.Duration
 	Metrics        *Metrics
 
-	lastCounts countsMemo
+	throttle throttle
+	digest   digest
+	evicted  recent
 }
 
 // +kubebuilder:rbac:groups=ops.meerkat.dev,resources=opssessions,verbs=get;list;watch;update;patch
@@ -61,7 +65,7 @@ type OpsSessionReconciler struct {
 func (r *OpsSessionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	sess := &opsv1.OpsSession{}
 	if err := r.Get(ctx, req.NamespacedName, sess); err != nil {
-		r.lastCounts.forget(req.NamespacedName)
+		r.throttle.forget(req.NamespacedName)
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	deleting := !sess.DeletionTimestamp.IsZero()
@@ -118,19 +122,21 @@ func (r *OpsSessionReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	}
 	// Retention runs after every outcome above is stored.
 	for _, op := range retention.Evict(ops, sess.Spec.MaxCompleted) {
-		w.evict(ctx, op)
+		if !r.evicted.has(op.UID, now) && w.evict(ctx, op) {
+			r.evicted.add(op.UID, now)
+		}
 	}
-	w.flush(sess, map[string]string{
+	digestDue := r.emitDigests(sess, w.batch, map[string]string{
 		"Terminated":       " (" + reason + ")",
 		"Evicted":          fmt.Sprintf(" (retention keeps %d)", maxCompleted(sess)),
 		opsv1.ReasonQueued: fmt.Sprintf(" (maxConcurrent %d)", plan.Limit),
-	})
+	}, now)
 
 	if deleting {
 		return r.finishDeletion(ctx, sess, ops, w.failed)
 	}
 	terminated := sess.Spec.Termination != nil && !w.failed
-	res := ctrl.Result{}
+	res := ctrl.Result{RequeueAfter: digestDue}
 	if w.failed {
 		// A conflict means the cache was behind; the watch event that moves
 		// it forward queues this session again, but do not rely on it alone.
@@ -148,6 +154,34 @@ func (r *OpsSessionReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		res.RequeueAfter = due
 	}
 	return res, nil
+}
+
+// emitDigests adds this pass's normal-flow operations to the session's
+// digests and sends each digest whose interval has passed. It returns when
+// the next one falls due, or 0 when none waits.
+func (r *OpsSessionReconciler) emitDigests(sess *opsv1.OpsSession, batch map[string][]string, detail map[string]string, now time.Time) time.Duration {
+	var next time.Duration
+	for _, reason := range []string{"Admitted", opsv1.ReasonQueued, "Terminated", "Evicted"} {
+		key := client.ObjectKeyFromObject(sess).String() + "/" + reason
+		if names := batch[reason]; len(names) > 0 {
+			r.digest.add(key, names, detail[reason])
+		}
+		if !r.digest.has(key) {
+			continue
+		}
+		if wait := r.throttle.wait(key, r.CountsInterval, now); wait > 0 {
+			if next == 0 || wait < next {
+				next = wait
+			}
+			continue
+		}
+		b := r.digest.take(key)
+		r.throttle.mark(key, now)
+		if r.Recorder != nil {
+			r.Recorder.Eventf(sess, nil, "Normal", reason, reason, "%s", b.message(reason))
+		}
+	}
+	return next
 }
 
 // finishDeletion lets a deleted session go once every operation is
@@ -224,7 +258,7 @@ func (r *OpsSessionReconciler) statusDue(sess *opsv1.OpsSession, plan admission.
 	if !countsOnly {
 		return 0
 	}
-	return r.lastCounts.due(client.ObjectKeyFromObject(sess), r.CountsInterval, now)
+	return r.throttle.wait(client.ObjectKeyFromObject(sess).String()+"/counts", r.CountsInterval, now)
 }
 
 func (r *OpsSessionReconciler) writeStatus(ctx context.Context, sess *opsv1.OpsSession, plan admission.Plan, terminated bool, now time.Time) error {
@@ -234,7 +268,7 @@ func (r *OpsSessionReconciler) writeStatus(ctx context.Context, sess *opsv1.OpsS
 	if err := r.Status().Update(ctx, sess); err != nil {
 		return err
 	}
-	r.lastCounts.wrote(client.ObjectKeyFromObject(sess), now)
+	r.throttle.mark(client.ObjectKeyFromObject(sess).String()+"/counts", now)
 	if terminated && !wasTerminated && r.Recorder != nil {
 		r.Recorder.Eventf(sess, nil, "Normal", "Terminated", "Terminate", "session terminated: %s", terminationReason(sess))
 	}

@@ -3,6 +3,7 @@ package controllers
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -72,34 +73,127 @@ func ledgerOnlyShrank(cur, next []opsv1.LedgerEntry) bool {
 	return true
 }
 
-// countsMemo remembers when this process last wrote each session's status,
-// to rate-limit writes that only refresh counts. Losing it on restart costs
-// one early write, nothing more.
-type countsMemo struct {
+// throttle remembers when this process last made a summarising write (a
+// session's counts, a normal-flow event) per key, to space them out. Losing
+// it on restart costs one early write, nothing more.
+type throttle struct {
 	mu   sync.Mutex
-	last map[types.NamespacedName]time.Time
+	last map[string]time.Time
 }
 
-func (m *countsMemo) due(key types.NamespacedName, interval time.Duration, now time.Time) time.Duration {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if wait := m.last[key].Add(interval).Sub(now); wait > 0 {
+// wait is how long until key may write again; 0 means now.
+func (t *throttle) wait(key string, interval time.Duration, now time.Time) time.Duration {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if wait := t.last[key].Add(interval).Sub(now); wait > 0 {
 		return wait
 	}
 	return 0
 }
 
-func (m *countsMemo) wrote(key types.NamespacedName, now time.Time) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.last == nil {
-		m.last = map[types.NamespacedName]time.Time{}
+func (t *throttle) mark(key string, now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.last == nil {
+		t.last = map[string]time.Time{}
 	}
-	m.last[key] = now
+	t.last[key] = now
 }
 
-func (m *countsMemo) forget(key types.NamespacedName) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	delete(m.last, key)
+// forget drops every key of a session that is gone.
+func (t *throttle) forget(session types.NamespacedName) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	prefix := session.String() + "/"
+	for k := range t.last {
+		if strings.HasPrefix(k, prefix) {
+			delete(t.last, k)
+		}
+	}
+}
+
+// digest gathers a session's normal-flow events between emissions.
+type digest struct {
+	mu      sync.Mutex
+	pending map[string]*eventBatch // by session key + "/" + reason
+}
+
+type eventBatch struct {
+	count  int
+	names  []string // the first few, for the message
+	detail string
+}
+
+const digestNames = 10
+
+func (d *digest) add(key string, names []string, detail string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.pending == nil {
+		d.pending = map[string]*eventBatch{}
+	}
+	b := d.pending[key]
+	if b == nil {
+		b = &eventBatch{}
+		d.pending[key] = b
+	}
+	b.count += len(names)
+	b.detail = detail
+	for _, n := range names {
+		if len(b.names) < digestNames {
+			b.names = append(b.names, n)
+		}
+	}
+}
+
+func (d *digest) take(key string) *eventBatch {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	b := d.pending[key]
+	delete(d.pending, key)
+	return b
+}
+
+func (d *digest) has(key string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.pending[key] != nil
+}
+
+func (b *eventBatch) message(reason string) string {
+	list := strings.Join(b.names, ", ")
+	if b.count > len(b.names) {
+		list += fmt.Sprintf(" and %d more", b.count-len(b.names))
+	}
+	return fmt.Sprintf("%s %d operation(s)%s: %s", strings.ToLower(reason), b.count, b.detail, list)
+}
+
+// recent remembers UIDs this process evicted a moment ago, so a pass that
+// runs before the cache has seen the deletion does not send it again.
+type recent struct {
+	mu   sync.Mutex
+	uids map[types.UID]time.Time
+}
+
+const recentTTL = time.Minute
+
+func (r *recent) add(uid types.UID, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.uids == nil {
+		r.uids = map[types.UID]time.Time{}
+	}
+	for u, t := range r.uids {
+		if now.Sub(t) > recentTTL {
+			delete(r.uids, u)
+		}
+	}
+	r.uids[uid] = now
+}
+
+func (r *recent) has(uid types.UID, now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t, ok := r.uids[uid]
+	return ok && now.Sub(t) <= recentTTL
 }

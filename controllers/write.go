@@ -3,8 +3,6 @@ package controllers
 import (
 	"context"
 	"errors"
-	"fmt"
-	"strings"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -36,17 +34,18 @@ func requeueOnConflict(err error) (ctrl.Result, error) {
 // after its write succeeded. failed records a write lost to a conflict.
 //
 // Events about the normal flow (Admitted, Queued, Terminated, Evicted) are
-// batched into one event per reason on the session per pass: an event is an
-// API write too, and one per operation would cost two extra writes per
-// lifecycle. Exceptions (Rejected, TimedOut, control requests) go on the
-// operation itself.
+// gathered into one digest event per reason on the session, at most one per
+// CountsInterval: an event is an API write too, and one per operation would
+// cost two extra writes per lifecycle. Exceptions (Rejected, TimedOut,
+// control requests) go on the operation itself, at once.
 type writer struct {
 	c       client.Client
 	rec     recorder.EventRecorder
 	now     time.Time
 	metrics *Metrics
 	failed  bool
-	batch   map[string][]string
+	// batch: operations per normal-flow reason, for the session's digest.
+	batch map[string][]string
 }
 
 // apply makes a lifecycle call on a copy of op and writes it with op's
@@ -80,39 +79,25 @@ func (w *writer) note(reason, name string) {
 	w.batch[reason] = append(w.batch[reason], name)
 }
 
-// flush emits the batched events on the session.
-func (w *writer) flush(sess *opsv1.OpsSession, detail map[string]string) {
-	for _, reason := range []string{"Admitted", opsv1.ReasonQueued, "Terminated", "Evicted"} {
-		names := w.batch[reason]
-		if len(names) == 0 {
-			continue
-		}
-		list := strings.Join(names[:min(len(names), 10)], ", ")
-		if len(names) > 10 {
-			list += fmt.Sprintf(" and %d more", len(names)-10)
-		}
-		w.event(sess, "Normal", reason, "%s %d operation(s)%s: %s", strings.ToLower(reason), len(names), detail[reason], list)
-	}
-	w.batch = nil
-}
-
 // evict deletes a finished operation, only if it is still the object that
-// was planned on: UID and resourceVersion preconditions.
-func (w *writer) evict(ctx context.Context, op *opsv1.Operation) {
+// was planned on: UID and resourceVersion preconditions. It reports whether
+// this delete removed it.
+func (w *writer) evict(ctx context.Context, op *opsv1.Operation) bool {
 	err := w.c.Delete(ctx, op, client.Preconditions{UID: &op.UID, ResourceVersion: &op.ResourceVersion})
 	switch {
 	case apierrors.IsNotFound(err):
-		return // collected by an agent, or evicted by another controller
+		return false // collected by an agent, or evicted by another controller
 	case apierrors.IsConflict(err):
 		w.failed = true
-		return
+		return false
 	case err != nil:
 		log.FromContext(ctx).Error(err, "evicting operation", "operation", op.Name)
 		w.failed = true
-		return
+		return false
 	}
 	w.note("Evicted", op.Name)
 	w.metrics.evicted(op)
+	return true
 }
 
 func (w *writer) update(ctx context.Context, op *opsv1.Operation) bool {

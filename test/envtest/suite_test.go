@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
@@ -18,12 +19,12 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
-	"go.uber.org/zap/zapcore"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	opsv1 "github.com/meerkat-ops/ops-operator/api/v1alpha1"
 	"github.com/meerkat-ops/ops-operator/internal/manager"
 	"github.com/meerkat-ops/ops-operator/pkg/opsclient"
+	"github.com/meerkat-ops/ops-operator/test/envtest/testenv"
 )
 
 var (
@@ -41,28 +42,13 @@ func TestMain(m *testing.M) {
 
 func run(m *testing.M) int {
 	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapLevel())))
-	root, _ := filepath.Abs("../..")
-	assets := os.Getenv("KUBEBUILDER_ASSETS")
-	if assets == "" {
-		assets = filepath.Join(root, "bin")
-	}
-	kubectl = filepath.Join(assets, "kubectl")
-	testEnv = &envtest.Environment{
-		BinaryAssetsDirectory: assets,
-		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-	}
 	var err error
-	if cfg, err = testEnv.Start(); err != nil {
-		fmt.Fprintf(os.Stderr, "starting envtest (run `make controlplane` first): %v\n", err)
-		return 1
-	}
-	defer func() { _ = testEnv.Stop() }()
-
-	if k8s, err = client.NewWithWatch(cfg, client.Options{Scheme: opsclient.Scheme()}); err != nil {
+	if testEnv, cfg, k8s, err = testenv.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	defer func() { _ = testEnv.Stop() }()
+	kubectl = filepath.Join(testenv.Assets(), "kubectl")
 	if kubeconf, err = writeKubeconfig(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -99,12 +85,11 @@ func zapLevel() zapcore.Level {
 	return 2 // errors only
 }
 
-// warmUp takes the API server's first-write-to-a-new-CRD stall here, once,
-// and checks the manager admits before any test runs.
+// warmUp checks the manager admits before any test runs.
 func warmUp() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	ns := "warm-up"
+	ns := "warm-up-manager"
 	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 		return err
 	}

@@ -7,7 +7,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -21,13 +20,13 @@ import (
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	opsv1 "github.com/meerkat-ops/ops-operator/api/v1alpha1"
 	"github.com/meerkat-ops/ops-operator/internal/manager"
 	"github.com/meerkat-ops/ops-operator/pkg/lifecycle"
 	"github.com/meerkat-ops/ops-operator/pkg/opsclient"
+	"github.com/meerkat-ops/ops-operator/test/envtest/testenv"
 )
 
 var (
@@ -40,34 +39,13 @@ func TestMain(m *testing.M) { os.Exit(run(m)) }
 
 func run(m *testing.M) int {
 	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapcore.ErrorLevel)))
-	root, _ := filepath.Abs("../../..")
-	assets := os.Getenv("KUBEBUILDER_ASSETS")
-	if assets == "" {
-		assets = filepath.Join(root, "bin")
-	}
-	env := &envtest.Environment{
-		BinaryAssetsDirectory: assets,
-		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-	}
-	var err error
-	if cfg, err = env.Start(); err != nil {
-		fmt.Fprintf(os.Stderr, "starting envtest (run `make controlplane` first): %v\n", err)
-		return 1
-	}
-	defer func() { _ = env.Stop() }()
-	cfg.QPS, cfg.Burst = 500, 1000
-	if k8s, err = client.NewWithWatch(cfg, client.Options{Scheme: opsclient.Scheme()}); err != nil {
+	env, c, wc, err := testenv.Start()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	// Take the first-write stall of the new CRDs here.
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	_ = k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "warm-up"}})
-	_ = k8s.Create(ctx, &opsv1.OpsSession{ObjectMeta: metav1.ObjectMeta{Name: "warm-up", Namespace: "warm-up"}})
-	_ = k8s.Create(ctx, &opsv1.Operation{ObjectMeta: metav1.ObjectMeta{Name: "warm-up", Namespace: "warm-up"},
-		Spec: opsv1.OperationSpec{SessionName: "warm-up", Kind: opsv1.BackgroundToolOp}})
+	defer func() { _ = env.Stop() }()
+	cfg, k8s = c, wc
 	return m.Run()
 }
 

@@ -69,7 +69,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	var list opsv1.OperationList
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := m.reader.List(ctx, &list); err != nil {
+	if err := m.reader.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil { // read-only
 		return
 	}
 	type key struct{ ns, kind, phase string }

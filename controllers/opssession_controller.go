@@ -204,7 +204,9 @@ func (r *OpsSessionReconciler) finishDeletion(ctx context.Context, sess *opsv1.O
 // operations lists the session's operations from the cache.
 func (r *OpsSessionReconciler) operations(ctx context.Context, sess *opsv1.OpsSession) ([]*opsv1.Operation, error) {
 	var list opsv1.OperationList
-	if err := r.List(ctx, &list, client.InNamespace(sess.Namespace), client.MatchingFields{SessionNameField: sess.Name}); err != nil {
+	// No deep copies: this list is read-only here (every write copies
+	// first), and a session can hold tens of thousands of operations.
+	if err := r.List(ctx, &list, client.InNamespace(sess.Namespace), client.MatchingFields{SessionNameField: sess.Name}, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, err
 	}
 	ops := make([]*opsv1.Operation, len(list.Items))

@@ -36,6 +36,11 @@ func (r *OperationReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	if err := r.Get(ctx, req.NamespacedName, op); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
+	if lifecycle.IsFinal(op.Status.Phase) {
+		// Nothing changes a finished operation; its conditions were written
+		// with its final status (and the cache keeps only a trimmed copy).
+		return ctrl.Result{}, nil
+	}
 	sess := &opsv1.OpsSession{}
 	err := r.Get(ctx, types.NamespacedName{Namespace: op.Namespace, Name: op.Spec.SessionName}, sess)
 	if apierrors.IsNotFound(err) {

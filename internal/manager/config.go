@@ -3,8 +3,8 @@ package manager
 import (
 	"sync"
 
-	"sigs.k8s.io/controller-runtime/pkg/config"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/meerkat-ops/ops-operator/controllers"

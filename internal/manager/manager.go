@@ -19,6 +19,7 @@ import (
 
 	opsv1 "github.com/meerkat-ops/ops-operator/api/v1alpha1"
 	"github.com/meerkat-ops/ops-operator/controllers"
+	"github.com/meerkat-ops/ops-operator/pkg/lifecycle"
 )
 
 // Options are the manager's settings; cmd/manager maps its flags onto them.
@@ -80,9 +81,13 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		LeaderElectionReleaseOnCancel: true,
 		GracefulShutdownTimeout:       &shutdown,
 		Controller:                    ctrlConfig(skip),
-		// managedFields are most of a stored Operation's size and nothing
-		// here reads them: keep them out of the cache.
-		Cache: cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
+		// managedFields are a large part of a stored object and nothing here
+		// reads them; finished Operations are kept in the cache only as far
+		// as admission and retention need them (see trimFinished).
+		Cache: cache.Options{
+			DefaultTransform: cache.TransformStripManagedFields(),
+			ByObject:         map[client.Object]cache.ByObject{&opsv1.Operation{}: {Transform: trimFinished}},
+		},
 	})
 	if err != nil {
 		return nil, err
@@ -111,4 +116,25 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		return nil, err
 	}
 	return mgr, nil
+}
+
+// trimFinished is the cache transform for Operations. A session may retain
+// tens of thousands of finished operations; the manager needs from each only
+// its identity, session, kind, phase and times (to count, order and evict
+// it), not its outcome (a result may be 256 KiB), conditions or progress.
+// Operations still in flight are cached whole.
+func trimFinished(obj any) (any, error) {
+	op, ok := obj.(*opsv1.Operation)
+	if !ok {
+		return obj, nil
+	}
+	op.ManagedFields = nil
+	if !lifecycle.IsFinal(op.Status.Phase) {
+		return op, nil
+	}
+	op.Annotations = nil
+	st := &op.Status
+	st.Conditions, st.Outcome, st.Progress, st.PeerHandle, st.Rejection = nil, nil, nil, nil, nil
+	op.Spec.DisplayName, op.Spec.SourceLabel, op.Spec.ChildSessionID = "", "", ""
+	return op, nil
 }

@@ -133,6 +133,8 @@ type procSample struct {
 
 const clockTicks = 100 // USER_HZ on Linux
 
+var selfPID = os.Getpid()
+
 func readProc(pid int) procSample {
 	var ps procSample
 	if pid <= 0 {
@@ -164,6 +166,32 @@ func readProc(pid int) procSample {
 		f.Close()
 	}
 	return ps
+}
+
+// machineBusy returns the CPU seconds all processes on the machine have used
+// (from /proc/stat: everything but idle and iowait).
+func machineBusy() float64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 5 || f[0] != "cpu" {
+		return 0
+	}
+	var busy float64
+	for i, v := range f[1:] {
+		n, _ := strconv.ParseFloat(v, 64)
+		if i == 3 || i == 4 { // idle, iowait
+			continue
+		}
+		if i >= 8 { // guest, guest_nice are already in user
+			break
+		}
+		busy += n
+	}
+	return busy / clockTicks
 }
 
 func kbField(line string) int64 {

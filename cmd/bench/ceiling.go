@@ -1,0 +1,152 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	opsv1 "github.com/meerkat-ops/ops-operator/api/v1alpha1"
+)
+
+const ceilingNamespace = "bench-ceiling"
+
+// CeilingResult is the API server's raw write rate for a trivial custom
+// object at one client concurrency.
+type CeilingResult struct {
+	Kind           string  `json:"kind"`
+	Concurrency    int     `json:"concurrency"`
+	Writes         int64   `json:"writes"`
+	Errors         int64   `json:"errors"`
+	Seconds        float64 `json:"seconds"`
+	WritesPerSec   float64 `json:"writesPerSec"`
+	APIServerCores float64 `json:"apiserverCores"`
+	EtcdCores      float64 `json:"etcdCores"`
+	BenchCores     float64 `json:"benchCores"`
+	// OtherCores is what the rest of the machine used meanwhile (other
+	// people's processes): noise in the measurement.
+	OtherCores float64 `json:"otherCores"`
+}
+
+// ceiling writes as fast as it can for cfg.duration with c goroutines:
+// each creates an OpsSession (or an Operation) in a namespace of its own,
+// then merge-patches its status, again and again. The manager is not running, so nothing else
+// writes. The objects are deleted afterwards.
+func (b *bench) ceiling(ctx context.Context, c int, kind string) (CeilingResult, error) {
+	if err := b.ensureNamespace(ctx, ceilingNamespace); err != nil {
+		return CeilingResult{}, err
+	}
+	var writes, errs atomic.Int64
+	api, etcd := childPID("kube-apiserver"), childPID("etcd")
+	a0, e0, s0, m0 := readProc(api), readProc(etcd), readProc(selfPID), machineBusy()
+	start := time.Now()
+	deadline := start.Add(b.cfg.duration)
+	patch := client.RawPatch(types.MergePatchType, []byte(`{"status":{"active":1,"observedGeneration":1}}`))
+	var wg sync.WaitGroup
+	for g := range c {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; time.Now().Before(deadline) && ctx.Err() == nil; i++ {
+				meta := metav1.ObjectMeta{Namespace: ceilingNamespace, Name: fmt.Sprintf("c%d-g%d-%d", c, g, i)}
+				var s client.Object = &opsv1.OpsSession{ObjectMeta: meta}
+				if kind == "Operation" {
+					s = &opsv1.Operation{ObjectMeta: meta, Spec: opsv1.OperationSpec{SessionName: "ceiling", Kind: opsv1.BackgroundToolOp}}
+				}
+				if err := b.ceil.Create(ctx, s); err != nil {
+					errs.Add(1)
+					continue
+				}
+				writes.Add(1)
+				if err := b.ceil.Status().Patch(ctx, s, patch); err != nil {
+					errs.Add(1)
+					continue
+				}
+				writes.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	el := time.Since(start).Seconds()
+	a1, e1, s1, m1 := readProc(api), readProc(etcd), readProc(selfPID), machineBusy()
+	if err := ctx.Err(); err != nil {
+		return CeilingResult{}, err
+	}
+	r := CeilingResult{
+		Kind: kind, Concurrency: c, Writes: writes.Load(), Errors: errs.Load(), Seconds: round(el, 2),
+		WritesPerSec:   round(float64(writes.Load())/el, 1),
+		APIServerCores: round((a1.CPU-a0.CPU)/el, 2), EtcdCores: round((e1.CPU-e0.CPU)/el, 2),
+		BenchCores: round((s1.CPU-s0.CPU)/el, 2),
+		OtherCores: round(max(0, (m1-m0)-(a1.CPU-a0.CPU)-(e1.CPU-e0.CPU)-(s1.CPU-s0.CPU))/el, 2),
+	}
+	if kind == "Operation" {
+		if err := b.admin.DeleteAllOf(ctx, &opsv1.Operation{}, client.InNamespace(ceilingNamespace)); err != nil {
+			return r, err
+		}
+		return r, b.waitEmpty(ctx, &metav1.PartialObjectMetadataList{TypeMeta: metav1.TypeMeta{
+			APIVersion: opsv1.GroupVersion.String(), Kind: "OperationList"}}, ceilingNamespace, 0, 2*time.Minute)
+	}
+	return r, b.deleteSessions(ctx, ceilingNamespace)
+}
+
+// deleteSessions deletes every OpsSession in ns and waits until they are gone.
+func (b *bench) deleteSessions(ctx context.Context, ns string) error {
+	if err := b.admin.DeleteAllOf(ctx, &opsv1.OpsSession{}, client.InNamespace(ns)); err != nil && !apierrors.IsNotFound(err) {
+		return err
+	}
+	return b.waitEmpty(ctx, &metav1.PartialObjectMetadataList{TypeMeta: metav1.TypeMeta{
+		APIVersion: opsv1.GroupVersion.String(), Kind: "OpsSessionList"}}, ns, 0, 2*time.Minute)
+}
+
+// waitEmpty waits until a list in ns holds at most n objects.
+func (b *bench) waitEmpty(ctx context.Context, list *metav1.PartialObjectMetadataList, ns string, n int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		if err := b.admin.List(ctx, list, client.InNamespace(ns)); err != nil {
+			return err
+		}
+		if len(list.Items) <= n {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d %s left in %s after %s", len(list.Items), list.Kind, ns, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// warmUpCRDs takes the API server's first-write stall on each new CRD
+// before anything is measured.
+func (b *bench) warmUpCRDs(ctx context.Context) error {
+	ns := "bench-warm-up"
+	if err := b.ensureNamespace(ctx, ns); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	s := &opsv1.OpsSession{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "warm-up"}}
+	if err := b.admin.Create(ctx, s); err != nil {
+		return err
+	}
+	op := &opsv1.Operation{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "warm-up"},
+		Spec:       opsv1.OperationSpec{SessionName: "warm-up", Kind: opsv1.BackgroundToolOp},
+	}
+	if err := b.admin.Create(ctx, op); err != nil {
+		return err
+	}
+	if err := b.admin.Delete(ctx, op); err != nil {
+		return err
+	}
+	return b.admin.Delete(ctx, s)
+}

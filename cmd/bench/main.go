@@ -244,8 +244,8 @@ func (b *bench) run(ctx context.Context) error {
 					return fmt.Errorf("Operation ceiling at C=%d: %w", c, err)
 				}
 				b.res.OperationCeiling = append(b.res.OperationCeiling, r)
-				logf("ceiling with Operations C=%d: %.0f writes/s (%d writes in %.1fs; kube-apiserver %.2f cores, etcd %.2f)",
-					c, r.WritesPerSec, r.Writes, r.Seconds, r.APIServerCores, r.EtcdCores)
+				logf("ceiling with Operations C=%d: %.0f writes/s (%d writes in %.1fs; kube-apiserver %.2f cores, etcd %.2f, other load %.2f)",
+					c, r.WritesPerSec, r.Writes, r.Seconds, r.APIServerCores, r.EtcdCores, r.OtherCores)
 			}
 		}
 	}

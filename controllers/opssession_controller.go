@@ -128,7 +128,7 @@ func (r *OpsSessionReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	}
 	digestDue := r.emitDigests(sess, w.batch, map[string]string{
 		"Terminated":       " (" + reason + ")",
-		"Evicted":          fmt.Sprintf(" (retention keeps %d)", maxCompleted(sess)),
+		"Evicted":          fmt.Sprintf(" (retention keeps %d)", retention.Keep(sess.Spec.MaxCompleted)),
 		opsv1.ReasonQueued: fmt.Sprintf(" (maxConcurrent %d)", plan.Limit),
 	}, now)
 

@@ -13,7 +13,6 @@ import (
 
 	opsv1 "github.com/meerkat-ops/ops-operator/api/v1alpha1"
 	"github.com/meerkat-ops/ops-operator/pkg/lifecycle"
-	"github.com/meerkat-ops/ops-operator/pkg/retention"
 )
 
 // conflictBackoff is how soon a pass that lost an optimistic-lock race runs
@@ -120,11 +119,4 @@ func (w *writer) event(obj client.Object, typ, reason, format string, args ...an
 		return
 	}
 	w.rec.Eventf(obj, nil, typ, reason, reason, format, args...)
-}
-
-func maxCompleted(sess *opsv1.OpsSession) int32 {
-	if sess.Spec.MaxCompleted == nil {
-		return retention.DefaultMaxCompleted
-	}
-	return *sess.Spec.MaxCompleted
 }

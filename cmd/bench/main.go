@@ -230,22 +230,25 @@ func (b *bench) run(ctx context.Context) error {
 	if cfg.sweep {
 		// The ceiling runs before the manager starts: its objects are
 		// OpsSessions, which the manager would otherwise reconcile.
+		kinds := []string{"OpsSession"}
+		if cfg.ceilingOperation {
+			kinds = append(kinds, "Operation")
+		}
 		for _, c := range cfg.concurrency {
-			r, err := b.ceiling(ctx, c, "OpsSession")
-			if err != nil {
-				return fmt.Errorf("ceiling at C=%d: %w", c, err)
-			}
-			b.res.Ceiling = append(b.res.Ceiling, r)
-			logf("ceiling C=%d: %.0f writes/s (%d writes in %.1fs; kube-apiserver %.2f cores, etcd %.2f, other load %.2f)",
-				c, r.WritesPerSec, r.Writes, r.Seconds, r.APIServerCores, r.EtcdCores, r.OtherCores)
-			if cfg.ceilingOperation {
-				r, err := b.ceiling(ctx, c, "Operation")
+			for _, kind := range kinds {
+				r, err := b.ceiling(ctx, c, kind)
 				if err != nil {
-					return fmt.Errorf("Operation ceiling at C=%d: %w", c, err)
+					return fmt.Errorf("%s ceiling at C=%d: %w", kind, c, err)
 				}
-				b.res.OperationCeiling = append(b.res.OperationCeiling, r)
-				logf("ceiling with Operations C=%d: %.0f writes/s (%d writes in %.1fs; kube-apiserver %.2f cores, etcd %.2f, other load %.2f)",
-					c, r.WritesPerSec, r.Writes, r.Seconds, r.APIServerCores, r.EtcdCores, r.OtherCores)
+				label := "ceiling"
+				if kind == "OpsSession" {
+					b.res.Ceiling = append(b.res.Ceiling, r)
+				} else {
+					b.res.OperationCeiling = append(b.res.OperationCeiling, r)
+					label = "ceiling with Operations"
+				}
+				logf("%s C=%d: %.0f writes/s (%d writes in %.1fs; kube-apiserver %.2f cores, etcd %.2f, other load %.2f)",
+					label, c, r.WritesPerSec, r.Writes, r.Seconds, r.APIServerCores, r.EtcdCores, r.OtherCores)
 			}
 		}
 	}

@@ -255,33 +255,9 @@ func summarizeFiles(cfg config) error {
 		loads = append(loads, r.Host.Load1AtStart)
 	}
 	out.Host.Load1AtStart = median(loads)
-	for i := range runs[0].Ceiling {
-		var rows []CeilingResult
-		for _, r := range runs {
-			if i < len(r.Ceiling) {
-				rows = append(rows, r.Ceiling[i])
-			}
-		}
-		out.Ceiling = append(out.Ceiling, medianOf(rows))
-	}
-	for i := range runs[0].OperationCeiling {
-		var rows []CeilingResult
-		for _, r := range runs {
-			if i < len(r.OperationCeiling) {
-				rows = append(rows, r.OperationCeiling[i])
-			}
-		}
-		out.OperationCeiling = append(out.OperationCeiling, medianOf(rows))
-	}
-	for i := range runs[0].Lifecycles {
-		var rows []LifecycleResult
-		for _, r := range runs {
-			if i < len(r.Lifecycles) {
-				rows = append(rows, r.Lifecycles[i])
-			}
-		}
-		out.Lifecycles = append(out.Lifecycles, medianOf(rows))
-	}
+	out.Ceiling = mediansByIndex(runs, func(r Results) []CeilingResult { return r.Ceiling })
+	out.OperationCeiling = mediansByIndex(runs, func(r Results) []CeilingResult { return r.OperationCeiling })
+	out.Lifecycles = mediansByIndex(runs, func(r Results) []LifecycleResult { return r.Lifecycles })
 	var half []LifecycleResult
 	for _, r := range runs {
 		if r.HalfLoad != nil {
@@ -328,6 +304,22 @@ func median(v []float64) float64 {
 
 // medianOf takes, field by field, the median of the numeric fields of rows;
 // other fields come from the first row.
+// mediansByIndex takes, for each row of the first run, the median of that
+// row across the runs that have it.
+func mediansByIndex[T any](runs []Results, pick func(Results) []T) []T {
+	var out []T
+	for i := range pick(runs[0]) {
+		var rows []T
+		for _, r := range runs {
+			if rs := pick(r); i < len(rs) {
+				rows = append(rows, rs[i])
+			}
+		}
+		out = append(out, medianOf(rows))
+	}
+	return out
+}
+
 func medianOf[T any](rows []T) T {
 	out := rows[0]
 	vals := make([]reflect.Value, len(rows))

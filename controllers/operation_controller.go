@@ -111,7 +111,7 @@ func (r *OperationReconciler) SetupWithManager(mgr ctrl.Manager, concurrency int
 		return reqs
 	})
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&opsv1.Operation{}, builder.WithPredicates(r.Metrics.observeTransitions())).
+		For(&opsv1.Operation{}, builder.WithPredicates(r.Metrics.observeTransitions(), unfinished())).
 		Watches(&opsv1.OpsSession{}, toOperations, builder.WithPredicates(sessionCreatedOrSpecChanged())).
 		WithOptions(controller.Options{MaxConcurrentReconciles: concurrency}).
 		Named("operation").

@@ -29,11 +29,11 @@ import (
 const SessionNameField = "spec.sessionName"
 
 // DefaultCountsInterval bounds how often a session's status is written when
-// only its counts changed, and how often each normal-flow digest event is
-// sent, so a busy session costs a few summarising writes per interval rather
-// than one per operation transition. After a quiet spell the first change is
-// written at once.
-const DefaultCountsInterval = 5 * time.Second
+// only its counts changed, and how often each digest event (Queued,
+// Terminated) is sent, so a busy session costs a few summarising writes per
+// interval rather than one per operation transition. After a quiet spell the
+// first change is written at once.
+const DefaultCountsInterval = 10 * time.Second
 
 // OpsSessionReconciler admits, rejects, queues and terminates a session's
 // operations, and evicts the oldest finished ones.
@@ -100,10 +100,10 @@ func (r *OpsSessionReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 			return requeueOnConflict(err)
 		}
 	}
+	// Admissions and evictions are the steady flow: they are counted in
+	// metrics and in the session's counts, not sent as events.
 	for _, op := range plan.Admit {
-		if w.apply(ctx, op, lifecycle.Admit, lifecycle.Args{}) != nil {
-			w.note("Admitted", op.Name)
-		}
+		w.apply(ctx, op, lifecycle.Admit, lifecycle.Args{})
 	}
 	for _, rj := range plan.Reject {
 		rej := rj.Rejection
@@ -128,7 +128,6 @@ func (r *OpsSessionReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	}
 	digestDue := r.emitDigests(sess, w.batch, map[string]string{
 		"Terminated":       " (" + reason + ")",
-		"Evicted":          fmt.Sprintf(" (retention keeps %d)", retention.Keep(sess.Spec.MaxCompleted)),
 		opsv1.ReasonQueued: fmt.Sprintf(" (maxConcurrent %d)", plan.Limit),
 	}, now)
 
@@ -161,7 +160,7 @@ func (r *OpsSessionReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 // the next one falls due, or 0 when none waits.
 func (r *OpsSessionReconciler) emitDigests(sess *opsv1.OpsSession, batch map[string][]string, detail map[string]string, now time.Time) time.Duration {
 	var next time.Duration
-	for _, reason := range []string{"Admitted", opsv1.ReasonQueued, "Terminated", "Evicted"} {
+	for _, reason := range []string{opsv1.ReasonQueued, "Terminated"} {
 		key := client.ObjectKeyFromObject(sess).String() + "/" + reason
 		if names := batch[reason]; len(names) > 0 {
 			r.digest.add(key, names, detail[reason])

@@ -1,11 +1,23 @@
 package controllers
 
 import (
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	opsv1 "github.com/meerkat-ops/ops-operator/api/v1alpha1"
+	"github.com/meerkat-ops/ops-operator/pkg/lifecycle"
 )
+
+// unfinished passes the events of operations that are not final. Nothing is
+// left for the operation controller to do on a final one, and at start-up
+// this keeps tens of thousands of retained operations out of its queue.
+func unfinished() predicate.Predicate {
+	return predicate.NewPredicateFuncs(func(o client.Object) bool {
+		op, ok := o.(*opsv1.Operation)
+		return !ok || !lifecycle.IsFinal(op.Status.Phase)
+	})
+}
 
 // operationPhaseChanged passes the Operation events a session cares about:
 // creation, deletion, and a phase change. Progress reports do not wake the

@@ -32,11 +32,12 @@ func requeueOnConflict(err error) (ctrl.Result, error) {
 // writer sends one status write per operation and emits each event only
 // after its write succeeded. failed records a write lost to a conflict.
 //
-// Events about the normal flow (Admitted, Queued, Terminated, Evicted) are
-// gathered into one digest event per reason on the session, at most one per
-// CountsInterval: an event is an API write too, and one per operation would
-// cost two extra writes per lifecycle. Exceptions (Rejected, TimedOut,
-// control requests) go on the operation itself, at once.
+// Admissions and evictions, the steady flow, send no events: an event is an
+// API write too, and one per operation would cost two extra writes per
+// lifecycle. They are counted in metrics and in the session's counts. Queued
+// and Terminated operations are gathered into one digest event per reason on
+// the session, at most one per CountsInterval. Exceptions (Rejected,
+// TimedOut, control requests) go on the operation itself, at once.
 type writer struct {
 	c       client.Client
 	rec     recorder.EventRecorder
@@ -94,7 +95,6 @@ func (w *writer) evict(ctx context.Context, op *opsv1.Operation) bool {
 		w.failed = true
 		return false
 	}
-	w.note("Evicted", op.Name)
 	w.metrics.evicted(op)
 	return true
 }

@@ -12,10 +12,12 @@ const (
 	// OpsSession, once the controller has processed its latest spec.
 	ConditionReady = "Ready"
 	// ConditionReconciling is True while an Operation waits for admission or
-	// provisioning (kstatus "in progress").
+	// provisioning (kstatus "in progress"). On an Operation it is present
+	// only while True; kstatus reads it as False when absent.
 	ConditionReconciling = "Reconciling"
 	// ConditionStalled is True when an Operation failed or was rejected, or
-	// waits on a session that does not exist (kstatus "failed").
+	// waits on a session that does not exist (kstatus "failed"). On an
+	// Operation it is present only while True.
 	ConditionStalled = "Stalled"
 	// ConditionTerminated is True on an OpsSession whose termination was
 	// carried out for every operation.

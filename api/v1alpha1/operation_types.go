@@ -261,7 +261,8 @@ type OperationStatus struct {
 	// +optional
 	Phase OperationPhase `json:"phase,omitempty"`
 
-	// conditions are Terminal, Ready, Reconciling and Stalled (kstatus).
+	// conditions are Terminal and Ready, plus Reconciling or Stalled while
+	// True (kstatus reads them as False when absent).
 	// +optional
 	// +listType=map
 	// +listMapKey=type

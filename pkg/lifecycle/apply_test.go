@@ -699,10 +699,15 @@ var wantConditions = map[opsv1.OperationPhase]map[string]metav1.ConditionStatus{
 func init() {
 	const T, F = metav1.ConditionTrue, metav1.ConditionFalse
 	row := func(terminal, ready, reconciling, stalled metav1.ConditionStatus) map[string]metav1.ConditionStatus {
-		return map[string]metav1.ConditionStatus{
-			opsv1.ConditionTerminal: terminal, opsv1.ConditionReady: ready,
-			opsv1.ConditionReconciling: reconciling, opsv1.ConditionStalled: stalled,
+		m := map[string]metav1.ConditionStatus{opsv1.ConditionTerminal: terminal, opsv1.ConditionReady: ready}
+		// Reconciling and Stalled are present only while True.
+		if reconciling == T {
+			m[opsv1.ConditionReconciling] = T
 		}
+		if stalled == T {
+			m[opsv1.ConditionStalled] = T
+		}
+		return m
 	}
 	wantConditions = map[opsv1.OperationPhase]map[string]metav1.ConditionStatus{
 		//            terminal ready reconciling stalled
@@ -774,8 +779,8 @@ func TestSetConditionsForEveryPhase(t *testing.T) {
 				t.Errorf("SetConditions on a fresh operation reported no change")
 			}
 			checkConditions(t, op, phase)
-			if len(op.Status.Conditions) != 4 {
-				t.Errorf("got %d conditions, want 4", len(op.Status.Conditions))
+			if want := len(wantConditions[norm(phase)]); len(op.Status.Conditions) != want {
+				t.Errorf("got %d conditions, want %d", len(op.Status.Conditions), want)
 			}
 			for _, c := range op.Status.Conditions {
 				if !c.LastTransitionTime.Time.Equal(t1) {

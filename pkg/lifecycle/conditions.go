@@ -10,8 +10,9 @@ import (
 	opsv1 "github.com/meerkat-ops/ops-operator/api/v1alpha1"
 )
 
-// SetConditions sets the Operation's Terminal, Ready, Reconciling and Stalled
-// conditions, and status.observedGeneration, from its phase. It reports
+// SetConditions sets the Operation's Terminal and Ready conditions, and
+// Reconciling and Stalled while they are True (absent otherwise, as kstatus
+// reads them), and status.observedGeneration, from its phase. It reports
 // whether anything changed; LastTransitionTime moves only when a condition's
 // status flips.
 func SetConditions(op *opsv1.Operation, now time.Time) bool {
@@ -37,7 +38,7 @@ func SetQueued(op *opsv1.Operation, limit int, now time.Time) bool {
 }
 
 // setConditions computes all four conditions, with override replacing the
-// one of its type, and then sets each once.
+// one of its type, and then sets or removes each once.
 func setConditions(op *opsv1.Operation, now time.Time, override *metav1.Condition) bool {
 	st := &op.Status
 	phase := Normalize(st.Phase)
@@ -70,12 +71,25 @@ func setConditions(op *opsv1.Operation, now time.Time, override *metav1.Conditio
 		if override != nil && override.Type == c.Type {
 			c = *override
 		}
+		if c.Status == metav1.ConditionFalse && abnormalTrue(c.Type) {
+			// kstatus reads an absent Reconciling or Stalled as False. Leaving
+			// them out keeps every status write and watch event smaller.
+			if meta.RemoveStatusCondition(&st.Conditions, c.Type) {
+				changed = true
+			}
+			continue
+		}
 		c.ObservedGeneration, c.LastTransitionTime = op.Generation, metav1.NewTime(now)
 		if meta.SetStatusCondition(&st.Conditions, c) {
 			changed = true
 		}
 	}
 	return changed
+}
+
+// abnormalTrue reports the kstatus conditions that are present only while True.
+func abnormalTrue(typ string) bool {
+	return typ == opsv1.ConditionReconciling || typ == opsv1.ConditionStalled
 }
 
 func phaseMessage(op *opsv1.Operation) string {

@@ -50,7 +50,7 @@ type OpsSessionReconciler struct {
 
 	throttle throttle
 	digest   digest
-	evicted  recent
+	own      ownWrites
 }
 
 // +kubebuilder:rbac:groups=ops.meerkat.dev,resources=opssessions,verbs=get;list;watch;update;patch
@@ -76,7 +76,8 @@ func (r *OpsSessionReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		}
 	}
 
-	ops, err := r.operations(ctx, sess)
+	now := r.Clock.Now()
+	ops, err := r.operations(ctx, sess, now)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -84,12 +85,11 @@ func (r *OpsSessionReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	now := r.Clock.Now()
 	plan := admission.Decide(admission.Input{
 		Session: sess, Ops: ops, Gone: gone,
 		TerminationDone: meta.IsStatusConditionTrue(sess.Status.Conditions, opsv1.ConditionTerminated),
 	})
-	w := &writer{c: r.Client, rec: r.Recorder, now: now, metrics: r.Metrics}
+	w := &writer{c: r.Client, rec: r.Recorder, now: now, metrics: r.Metrics, own: &r.own}
 
 	// The ledger is the fence: it must be stored, with optimistic locking,
 	// before any operation is marked admitted. A stale cache or a second
@@ -122,9 +122,7 @@ func (r *OpsSessionReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	}
 	// Retention runs after every outcome above is stored.
 	for _, op := range retention.Evict(ops, sess.Spec.MaxCompleted) {
-		if !r.evicted.has(op.UID, now) && w.evict(ctx, op) {
-			r.evicted.add(op.UID, now)
-		}
+		w.evict(ctx, op)
 	}
 	digestDue := r.emitDigests(sess, w.batch, map[string]string{
 		"Terminated":       " (" + reason + ")",
@@ -200,17 +198,20 @@ func (r *OpsSessionReconciler) finishDeletion(ctx context.Context, sess *opsv1.O
 	return ctrl.Result{}, nil
 }
 
-// operations lists the session's operations from the cache.
-func (r *OpsSessionReconciler) operations(ctx context.Context, sess *opsv1.OpsSession) ([]*opsv1.Operation, error) {
+// operations lists the session's operations from the cache, as amended by
+// this process's own writes that the cache has not seen yet.
+func (r *OpsSessionReconciler) operations(ctx context.Context, sess *opsv1.OpsSession, now time.Time) ([]*opsv1.Operation, error) {
 	var list opsv1.OperationList
 	// No deep copies: this list is read-only here (every write copies
 	// first), and a session can hold tens of thousands of operations.
 	if err := r.List(ctx, &list, client.InNamespace(sess.Namespace), client.MatchingFields{SessionNameField: sess.Name}, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, err
 	}
-	ops := make([]*opsv1.Operation, len(list.Items))
+	ops := make([]*opsv1.Operation, 0, len(list.Items))
 	for i := range list.Items {
-		ops[i] = &list.Items[i]
+		if op, ok := r.own.view(&list.Items[i], now); ok {
+			ops = append(ops, op)
+		}
 	}
 	return ops, nil
 }

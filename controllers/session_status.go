@@ -168,32 +168,59 @@ func (b *eventBatch) message(reason string) string {
 	return fmt.Sprintf("%s %d operation(s)%s: %s", strings.ToLower(reason), b.count, b.detail, list)
 }
 
-// recent remembers UIDs this process evicted a moment ago, so a pass that
-// runs before the cache has seen the deletion does not send it again.
-type recent struct {
-	mu   sync.Mutex
-	uids map[types.UID]time.Time
+// ownWrites remembers, by UID, the operations this process wrote or deleted
+// a moment ago, until its cache catches up. A pass that runs before the
+// informer has delivered the process's own write then plans on what is
+// stored, instead of sending a write that can only conflict, or a second
+// delete.
+type ownWrites struct {
+	mu sync.Mutex
+	m  map[types.UID]ownWrite
 }
 
-const recentTTL = time.Minute
+type ownWrite struct {
+	from string           // the resourceVersion the write replaced
+	op   *opsv1.Operation // what was stored; nil once deleted
+	at   time.Time
+}
 
-func (r *recent) add(uid types.UID, now time.Time) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.uids == nil {
-		r.uids = map[types.UID]time.Time{}
+// ownWriteTTL bounds how long an entry outlives a cache that never catches
+// up (the object was deleted by someone else meanwhile).
+const ownWriteTTL = time.Minute
+
+// record notes that the object at resourceVersion from is now op, or gone
+// when op is nil. A nil receiver records nothing.
+func (o *ownWrites) record(uid types.UID, from string, op *opsv1.Operation, now time.Time) {
+	if o == nil {
+		return
 	}
-	for u, t := range r.uids {
-		if now.Sub(t) > recentTTL {
-			delete(r.uids, u)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.m == nil {
+		o.m = map[types.UID]ownWrite{}
+	}
+	for u, w := range o.m {
+		if now.Sub(w.at) > ownWriteTTL {
+			delete(o.m, u)
 		}
 	}
-	r.uids[uid] = now
+	o.m[uid] = ownWrite{from: from, op: op, at: now}
 }
 
-func (r *recent) has(uid types.UID, now time.Time) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	t, ok := r.uids[uid]
-	return ok && now.Sub(t) <= recentTTL
+// view returns what is stored for a cached operation, and false when this
+// process deleted it. While the cache still holds the version this process
+// replaced, that is the written object; otherwise the cache has caught up
+// (or someone wrote after us) and the cached one is current.
+func (o *ownWrites) view(cached *opsv1.Operation, now time.Time) (*opsv1.Operation, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	w, ok := o.m[cached.UID]
+	switch {
+	case !ok:
+		return cached, true
+	case cached.ResourceVersion != w.from || now.Sub(w.at) > ownWriteTTL:
+		delete(o.m, cached.UID)
+		return cached, true
+	}
+	return w.op, w.op != nil
 }

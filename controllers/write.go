@@ -43,7 +43,9 @@ type writer struct {
 	rec     recorder.EventRecorder
 	now     time.Time
 	metrics *Metrics
-	failed  bool
+	// own, when set, records each successful write and delete.
+	own    *ownWrites
+	failed bool
 	// batch: operations per normal-flow reason, for the session's digest.
 	batch map[string][]string
 }
@@ -95,14 +97,17 @@ func (w *writer) evict(ctx context.Context, op *opsv1.Operation) bool {
 		w.failed = true
 		return false
 	}
+	w.own.record(op.UID, op.ResourceVersion, nil, w.now)
 	w.metrics.evicted(op)
 	return true
 }
 
 func (w *writer) update(ctx context.Context, op *opsv1.Operation) bool {
+	from := op.ResourceVersion
 	err := w.c.Status().Update(ctx, op)
 	switch {
 	case err == nil:
+		w.own.record(op.UID, from, op, w.now)
 		return true
 	case apierrors.IsNotFound(err):
 	case apierrors.IsConflict(err), ctx.Err() != nil:

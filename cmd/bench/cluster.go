@@ -220,6 +220,7 @@ type managerProc struct {
 	bin        string
 	kubeconfig string
 	args       []string // pass-through flags
+	env        []string // added to the bench's environment
 	logPath    string
 	pprof      bool
 
@@ -265,7 +266,7 @@ func (m *managerProc) start() error {
 	}
 	fmt.Fprintf(log, "\n=== %s %s %s\n", time.Now().Format(time.RFC3339), m.bin, strings.Join(args, " "))
 	cmd := exec.Command(m.bin, args...)
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+m.kubeconfig)
+	cmd.Env = append(append(os.Environ(), m.env...), "KUBECONFIG="+m.kubeconfig)
 	cmd.Stdout, cmd.Stderr = log, log
 	// Its own process group, so a Ctrl-C reaches only the bench, which then
 	// stops the manager before the control plane; and a SIGTERM if the bench dies.

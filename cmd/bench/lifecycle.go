@@ -199,9 +199,9 @@ func (b *bench) lifecycles(ctx context.Context, name string, c, nSessions, perSe
 		return LifecycleResult{}, fmt.Errorf("waiting for retention: %w", err)
 	}
 	elapsed := time.Since(start)
-	// Session count writes are rate-limited (--session-counts-interval, 1 s by
-	// default); let the trailing ones land so they are counted.
-	time.Sleep(1500 * time.Millisecond)
+	// Session count writes are rate-limited (--session-counts-interval); let
+	// the trailing ones land so they are counted.
+	time.Sleep(cfg.countsInterval + time.Second)
 	after, err := b.snapshot(ctx)
 	if err != nil {
 		return LifecycleResult{}, err

@@ -36,6 +36,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/meerkat-ops/ops-operator/controllers"
 	"github.com/meerkat-ops/ops-operator/pkg/opsclient"
 )
 
@@ -46,6 +47,11 @@ type config struct {
 	summarize             string
 
 	managerArgs []string // pass-through flags that were set
+	// managerGOMEMLIMIT, when set, is the manager's GOMEMLIMIT environment.
+	managerGOMEMLIMIT string
+	// countsInterval is the manager's --session-counts-interval: how long
+	// its last, rate-limited summary writes may trail a phase.
+	countsInterval time.Duration
 
 	qps   float64
 	burst int
@@ -107,6 +113,8 @@ func parseFlags() config {
 	flag.StringVar(&c.scaleTerminal, "scale-terminal", "Completed", "Terminal phase of the scale runs' retained Operations: Completed (4 writes each) or Cancelled (2).")
 	flag.DurationVar(&c.idleWindow, "idle-window", time.Minute, "How long -scale-idle measures.")
 	flag.BoolVar(&c.pprof, "pprof", false, "Save 10 s CPU profiles of kube-apiserver and (if it has --pprof-bind-address) the manager during the last sweep phase, and the manager's heap once settled in -scale-retained, in the -out folder.")
+	flag.DurationVar(&c.countsInterval, "session-counts-interval", controllers.DefaultCountsInterval, "The manager's --session-counts-interval. Each lifecycle phase waits this long (plus 1 s) after retention finishes, so the trailing rate-limited session status writes are counted.")
+	flag.StringVar(&c.managerGOMEMLIMIT, "manager-gomemlimit", "", "GOMEMLIMIT for the manager process, such as 230MiB: what --memory-limit-ratio 0.9 sets in a container limited to 256Mi.")
 	flag.BoolVar(&c.ceilingOperation, "ceiling-operation", false, "Also measure the ceiling with Operation objects (create, then a status patch that keeps them Pending): the CRD the lifecycles write.")
 	zo := zap.Options{Development: false}
 	zo.BindFlags(flag.CommandLine)
@@ -115,7 +123,7 @@ func parseFlags() config {
 
 	set := map[string]bool{}
 	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	for _, name := range []string{"kube-api-qps", "kube-api-burst", "session-concurrent-reconciles", "operation-concurrent-reconciles"} {
+	for _, name := range []string{"kube-api-qps", "kube-api-burst", "session-concurrent-reconciles", "operation-concurrent-reconciles", "session-counts-interval"} {
 		if set[name] {
 			c.managerArgs = append(c.managerArgs, "--"+name+"="+flag.Lookup(name).Value.String())
 		}
@@ -218,6 +226,10 @@ func (b *bench) run(ctx context.Context) error {
 	b.mgr = &managerProc{
 		bin: cfg.managerBin, kubeconfig: cl.kubeconfig, args: cfg.managerArgs,
 		logPath: filepath.Join(b.resultsDir, "manager.log"),
+	}
+	if cfg.managerGOMEMLIMIT != "" {
+		b.mgr.env = []string{"GOMEMLIMIT=" + cfg.managerGOMEMLIMIT}
+		cfg.managerArgs = append(cfg.managerArgs, "(env GOMEMLIMIT="+cfg.managerGOMEMLIMIT+")")
 	}
 	if cfg.pprof {
 		b.mgr.pprof = hasFlag(cfg.managerBin, "pprof-bind-address")

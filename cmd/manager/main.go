@@ -5,7 +5,11 @@ package main
 
 import (
 	"flag"
+	"log/slog"
 	"os"
+
+	"github.com/KimMachineGun/automemlimit/memlimit"
+	"github.com/go-logr/logr"
 
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -18,6 +22,7 @@ func main() {
 	var o manager.Options
 	var qps float64
 	var burst int
+	var memRatio float64
 	flag.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8080", "Address the Prometheus metrics endpoint binds to; 0 disables it.")
 	flag.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":8081", "Address the /healthz and /readyz probes bind to.")
 	flag.StringVar(&o.PprofAddr, "pprof-bind-address", "", "Address net/http/pprof binds to; empty disables it.")
@@ -28,12 +33,18 @@ func main() {
 	flag.DurationVar(&o.CountsInterval, "session-counts-interval", controllers.DefaultCountsInterval, "Minimum time between session status writes that only refresh counts.")
 	flag.Float64Var(&qps, "kube-api-qps", 200, "Client-side rate limit on API requests per second.")
 	flag.IntVar(&burst, "kube-api-burst", 400, "Client-side burst above --kube-api-qps.")
+	flag.Float64Var(&memRatio, "memory-limit-ratio", 0.9, "Set GOMEMLIMIT to this fraction of the container's memory limit (cgroup), so the Go runtime collects before the limit is reached; 0 disables. A GOMEMLIMIT in the environment wins.")
 	zo := zap.Options{Development: false, TimeEncoder: nil}
 	zo.BindFlags(flag.CommandLine)
 	// --kubeconfig is registered by controller-runtime's config package.
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zo)))
 	log := ctrl.Log.WithName("setup")
+	if memRatio > 0 {
+		// No limit (outside a container) leaves the Go default: no soft limit.
+		_, _ = memlimit.Set(memlimit.WithRatio(memRatio),
+			memlimit.WithLogger(slog.New(logr.ToSlogHandler(log))))
+	}
 
 	cfg, err := ctrl.GetConfig()
 	if err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"sync"
@@ -10,9 +11,11 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	opsv1 "github.com/meerkat-ops/ops-operator/api/v1alpha1"
+	"github.com/meerkat-ops/ops-operator/pkg/lifecycle"
 )
 
 const ceilingNamespace = "bench-ceiling"
@@ -35,9 +38,11 @@ type CeilingResult struct {
 }
 
 // ceiling writes as fast as it can for cfg.duration with c goroutines:
-// each creates an OpsSession (or an Operation) in a namespace of its own,
-// then merge-patches its status, again and again. The manager is not running, so nothing else
-// writes. The objects are deleted afterwards.
+// each creates an OpsSession (or an Operation) in the ceiling namespace,
+// then merge-patches its status, again and again. Kind "Lifecycle" instead
+// sends one lifecycle's writes back to back (see lifecycleWrites). The
+// manager is not running, so nothing else writes. The objects are deleted
+// afterwards.
 func (b *bench) ceiling(ctx context.Context, c int, kind string) (CeilingResult, error) {
 	if err := b.ensureNamespace(ctx, ceilingNamespace); err != nil {
 		return CeilingResult{}, err
@@ -55,8 +60,16 @@ func (b *bench) ceiling(ctx context.Context, c int, kind string) (CeilingResult,
 			defer wg.Done()
 			for i := 0; time.Now().Before(deadline) && ctx.Err() == nil; i++ {
 				meta := metav1.ObjectMeta{Namespace: ceilingNamespace, Name: fmt.Sprintf("c%d-g%d-%d", c, g, i)}
+				if kind == "Lifecycle" {
+					n, err := b.lifecycleWrites(ctx, meta)
+					writes.Add(n)
+					if err != nil {
+						errs.Add(1)
+					}
+					continue
+				}
 				var s client.Object = &opsv1.OpsSession{ObjectMeta: meta}
-				if kind == "Operation" {
+				if kind != "OpsSession" {
 					s = &opsv1.Operation{ObjectMeta: meta, Spec: opsv1.OperationSpec{SessionName: "ceiling", Kind: opsv1.BackgroundToolOp}}
 				}
 				if err := b.ceil.Create(ctx, s); err != nil {
@@ -85,7 +98,7 @@ func (b *bench) ceiling(ctx context.Context, c int, kind string) (CeilingResult,
 		BenchCores: round((s1.CPU-s0.CPU)/el, 2),
 		OtherCores: round(max(0, (m1-m0)-(a1.CPU-a0.CPU)-(e1.CPU-e0.CPU)-(s1.CPU-s0.CPU))/el, 2),
 	}
-	if kind == "Operation" {
+	if kind != "OpsSession" {
 		if err := b.admin.DeleteAllOf(ctx, &opsv1.Operation{}, client.InNamespace(ceilingNamespace)); err != nil {
 			return r, err
 		}
@@ -93,6 +106,72 @@ func (b *bench) ceiling(ctx context.Context, c int, kind string) (CeilingResult,
 			APIVersion: opsv1.GroupVersion.String(), Kind: "OperationList"}}, ceilingNamespace, 0, 2*time.Minute)
 	}
 	return r, b.deleteSessions(ctx, ceilingNamespace)
+}
+
+// lifecycleWrites sends the writes of one lifecycle, as the agents and the
+// manager would, with nothing in between: the object RegisterOperation
+// creates, then status updates made by pkg/lifecycle (admit under the
+// manager's field manager, provisioning succeeded, k progress reports,
+// complete), then retention's delete. It returns how many writes succeeded.
+// -lifecycle-ceiling-variant changes one thing at a time, to find what
+// makes these writes cost more than the trivial ones.
+func (b *bench) lifecycleWrites(ctx context.Context, meta metav1.ObjectMeta) (int64, error) {
+	meta.Annotations = map[string]string{opsv1.AnnotationCreatedAt: time.Now().UTC().Format(time.RFC3339Nano)}
+	meta.OwnerReferences = []metav1.OwnerReference{{
+		APIVersion: opsv1.GroupVersion.String(), Kind: "OpsSession", Name: "ceiling",
+		UID: "00000000-0000-0000-0000-00000000ce11", Controller: ptr.To(true),
+	}}
+	op := &opsv1.Operation{ObjectMeta: meta, Spec: opsv1.OperationSpec{
+		SessionName: "ceiling", Kind: opsv1.BackgroundToolOp, DisplayName: meta.Name}}
+	if err := b.ceil.Create(ctx, op); err != nil {
+		return 0, err
+	}
+	n := int64(1)
+	k := b.cfg.progress
+	type step struct {
+		call  lifecycle.Call
+		args  lifecycle.Args
+		owner string // field manager, when not the agent's
+	}
+	steps := []step{{call: lifecycle.Admit, owner: "ops-operator-manager"}, {call: lifecycle.ProvisioningSucceeded}}
+	for j := range k {
+		p := float64(j+1) / float64(k+1)
+		steps = append(steps, step{call: lifecycle.ReportProgress, args: lifecycle.Args{Message: fmt.Sprintf("step %d of %d", j+1, k), Percent: &p}})
+	}
+	steps = append(steps, step{call: lifecycle.CompleteOperation, args: lifecycle.Args{Result: &opsv1.OperationResult{Content: "done", DurationMs: 1}}})
+	variant := b.cfg.lifecycleCeilingVariant
+	for _, st := range steps {
+		before := op.DeepCopy()
+		if err := lifecycle.Apply(op, st.call, st.args, time.Now()); err != nil {
+			return n, err
+		}
+		switch variant {
+		case "no-conditions":
+			op.Status.Conditions = nil
+		case "minimal-status": // phase and outcome only: what the CEL rules need
+			s := &op.Status
+			s.Conditions, s.Progress, s.ObservedGeneration = nil, nil, 0
+			s.CreatedAt, s.AdmittedAt, s.StartedAt, s.LastHeartbeatTime = nil, nil, nil, nil
+		}
+		var err error
+		if variant == "merge-patch" {
+			patch := client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})
+			err = b.ceil.Status().Patch(ctx, op, patch, client.FieldOwner(cmp.Or(st.owner, "ops-bench")))
+		} else {
+			err = b.ceil.Status().Update(ctx, op, client.FieldOwner(cmp.Or(st.owner, "ops-bench")))
+		}
+		if err != nil {
+			return n, err
+		}
+		n++
+	}
+	if variant == "no-delete" { // deleted after the measurement, with the rest
+		return n, nil
+	}
+	if err := b.ceil.Delete(ctx, op, client.Preconditions{UID: &op.UID, ResourceVersion: &op.ResourceVersion}); err != nil {
+		return n, err
+	}
+	return n + 1, nil
 }
 
 // deleteSessions deletes every OpsSession in ns and waits until they are gone.

@@ -73,6 +73,8 @@ type config struct {
 
 	pprof            bool
 	ceilingOperation bool
+	// lifecycleCeilingVariant: see lifecycleWrites.
+	lifecycleCeilingVariant string
 }
 
 func parseFlags() config {
@@ -115,7 +117,8 @@ func parseFlags() config {
 	flag.BoolVar(&c.pprof, "pprof", false, "Save 10 s CPU profiles of kube-apiserver and (if it has --pprof-bind-address) the manager during the last sweep phase, and the manager's heap once settled in -scale-retained, in the -out folder.")
 	flag.DurationVar(&c.countsInterval, "session-counts-interval", controllers.DefaultCountsInterval, "The manager's --session-counts-interval. Each lifecycle phase waits this long (plus 1 s) after retention finishes, so the trailing rate-limited session status writes are counted.")
 	flag.StringVar(&c.managerGOMEMLIMIT, "manager-gomemlimit", "", "GOMEMLIMIT for the manager process, such as 230MiB: what --memory-limit-ratio 0.9 sets in a container limited to 256Mi.")
-	flag.BoolVar(&c.ceilingOperation, "ceiling-operation", false, "Also measure the ceiling with Operation objects (create, then a status patch that keeps them Pending): the CRD the lifecycles write.")
+	flag.StringVar(&c.lifecycleCeilingVariant, "lifecycle-ceiling-variant", "full", "What the lifecycle-writes ceiling (-ceiling-operation) sends: full; no-conditions; minimal-status (phase and outcome only); merge-patch (status merge patches with a resourceVersion instead of updates); no-delete.")
+	flag.BoolVar(&c.ceilingOperation, "ceiling-operation", false, "Also measure the ceiling with Operation objects: create then a status patch that keeps them Pending (the CRD the lifecycles write), and the lifecycle's own write sequence back to back (create, admit, provisioning succeeded, k progress reports, complete, delete) with no manager and no watchers.")
 	zo := zap.Options{Development: false}
 	zo.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -244,7 +247,7 @@ func (b *bench) run(ctx context.Context) error {
 		// OpsSessions, which the manager would otherwise reconcile.
 		kinds := []string{"OpsSession"}
 		if cfg.ceilingOperation {
-			kinds = append(kinds, "Operation")
+			kinds = append(kinds, "Operation", "Lifecycle")
 		}
 		for _, c := range cfg.concurrency {
 			for _, kind := range kinds {
@@ -253,11 +256,16 @@ func (b *bench) run(ctx context.Context) error {
 					return fmt.Errorf("%s ceiling at C=%d: %w", kind, c, err)
 				}
 				label := "ceiling"
-				if kind == "OpsSession" {
+				switch kind {
+				case "OpsSession":
 					b.res.Ceiling = append(b.res.Ceiling, r)
-				} else {
+				case "Operation":
 					b.res.OperationCeiling = append(b.res.OperationCeiling, r)
 					label = "ceiling with Operations"
+				default:
+					b.res.LifecycleCeiling = append(b.res.LifecycleCeiling, r)
+					label = "ceiling with the lifecycle's writes (" + cfg.lifecycleCeilingVariant + ")"
+					r.Kind += "/" + cfg.lifecycleCeilingVariant
 				}
 				logf("%s C=%d: %.0f writes/s (%d writes in %.1fs; kube-apiserver %.2f cores, etcd %.2f, other load %.2f)",
 					label, c, r.WritesPerSec, r.Writes, r.Seconds, r.APIServerCores, r.EtcdCores, r.OtherCores)

@@ -37,7 +37,10 @@ type Results struct {
 	ManagerArgs []string        `json:"managerArgs"`
 	Ceiling     []CeilingResult `json:"ceiling,omitempty"`
 	// OperationCeiling is the ceiling measured with Operations (-ceiling-operation).
-	OperationCeiling []CeilingResult   `json:"operationCeiling,omitempty"`
+	OperationCeiling []CeilingResult `json:"operationCeiling,omitempty"`
+	// LifecycleCeiling is the lifecycle's own write sequence sent back to
+	// back, with no manager and no watchers (-ceiling-operation).
+	LifecycleCeiling []CeilingResult   `json:"lifecycleCeiling,omitempty"`
 	Lifecycles       []LifecycleResult `json:"lifecycles,omitempty"`
 	HalfLoad         *LifecycleResult  `json:"halfLoad,omitempty"`
 	Scale            *ScaleResults     `json:"scale,omitempty"`
@@ -257,6 +260,7 @@ func summarizeFiles(cfg config) error {
 	out.Host.Load1AtStart = median(loads)
 	out.Ceiling = mediansByIndex(runs, func(r Results) []CeilingResult { return r.Ceiling })
 	out.OperationCeiling = mediansByIndex(runs, func(r Results) []CeilingResult { return r.OperationCeiling })
+	out.LifecycleCeiling = mediansByIndex(runs, func(r Results) []CeilingResult { return r.LifecycleCeiling })
 	out.Lifecycles = mediansByIndex(runs, func(r Results) []LifecycleResult { return r.Lifecycles })
 	var half []LifecycleResult
 	for _, r := range runs {

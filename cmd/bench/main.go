@@ -49,6 +49,8 @@ type config struct {
 	managerArgs []string // pass-through flags that were set
 	// managerGOMEMLIMIT, when set, is the manager's GOMEMLIMIT environment.
 	managerGOMEMLIMIT string
+	// scaleRetainedGOMEMLIMIT: see retainedUnderMemLimit.
+	scaleRetainedGOMEMLIMIT string
 	// countsInterval is the manager's --session-counts-interval: how long
 	// its last, rate-limited summary writes may trail a phase.
 	countsInterval time.Duration
@@ -109,6 +111,7 @@ func parseFlags() config {
 	flag.BoolVar(&c.sweep, "sweep", true, "Run the ceiling and lifecycle sweep (off by default when a -scale-* run is asked for).")
 
 	flag.IntVar(&c.scaleRetained, "scale-retained", 0, "Retain this many terminal Operations in one namespace, restart the manager, measure its RSS and start-up.")
+	flag.StringVar(&c.scaleRetainedGOMEMLIMIT, "scale-retained-gomemlimit", "", "After -scale-retained's measurement, start the manager again with this GOMEMLIMIT (such as 230MiB) and measure its memory again.")
 	flag.IntVar(&c.scaleRestart, "scale-restart", 0, "This many Operations in mixed phases (Pending under Queue sessions), restart the manager, time until the queue is admitted.")
 	flag.IntVar(&c.scaleIdle, "scale-idle", 0, "Idle manager with this many Operations: CPU seconds per minute.")
 	flag.IntVar(&c.scaleSessions, "scale-sessions", 10, "Sessions the scale runs spread their Operations over.")

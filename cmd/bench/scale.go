@@ -65,6 +65,22 @@ type RetainedResult struct {
 	// ObjectBytes is one retained Operation's JSON size, managedFields included.
 	ObjectBytes                     int `json:"objectBytes"`
 	ObjectBytesWithoutManagedFields int `json:"objectBytesWithoutManagedFields"`
+	// WithGOMEMLIMIT: the same data set after a second start of the manager
+	// with -scale-retained-gomemlimit as its GOMEMLIMIT.
+	WithGOMEMLIMIT *MemLimitResult `json:"withGOMEMLIMIT,omitempty"`
+}
+
+// MemLimitResult is the manager's memory on the retained set under a GOMEMLIMIT.
+type MemLimitResult struct {
+	GOMEMLIMIT         string  `json:"gomemlimit"`
+	ReadySeconds       float64 `json:"readySeconds"`
+	SettledSeconds     float64 `json:"settledSeconds"`
+	CPUSecondsToSettle float64 `json:"cpuSecondsToSettle"`
+	RSSMiB             float64 `json:"rssMiB"`
+	PeakRSSMiB         float64 `json:"peakRSSMiB"`
+	// After one /metrics scrape.
+	RSSAfterScrapeMiB     float64 `json:"rssAfterScrapeMiB"`
+	PeakRSSAfterScrapeMiB float64 `json:"peakRSSAfterScrapeMiB"`
 }
 
 // RestartResult: the manager restarted on a backlog queued under Queue sessions.
@@ -413,6 +429,44 @@ func (b *bench) scaleRetained(ctx context.Context, n int) error {
 		"one /metrics scrape %.0f ms, then RSS %.0f MiB (peak %.0f)",
 		n, r.ReadySeconds, r.FreshAdmittedSeconds, r.SettledSeconds, r.CPUSecondsToSettle, r.RSSMiB, r.PeakRSSMiB,
 		r.ScrapeMs, r.RSSAfterScrapeMiB, r.PeakRSSAfterScrapeMiB)
+	if lim := b.cfg.scaleRetainedGOMEMLIMIT; lim != "" {
+		return b.retainedUnderMemLimit(ctx, r, lim)
+	}
+	return nil
+}
+
+// retainedUnderMemLimit restarts the manager with GOMEMLIMIT=lim on the
+// same retained set and measures its memory again once it settled.
+func (b *bench) retainedUnderMemLimit(ctx context.Context, r *RetainedResult, lim string) error {
+	b.mgr.stop()
+	env := b.mgr.env
+	b.mgr.env = append(append([]string{}, env...), "GOMEMLIMIT="+lim)
+	defer func() { b.mgr.env = env }()
+	if err := b.mgr.start(); err != nil {
+		return err
+	}
+	m := &MemLimitResult{GOMEMLIMIT: lim}
+	r.WithGOMEMLIMIT = m
+	ready, err := b.mgr.waitReady(ctx, 5*time.Minute)
+	if err != nil {
+		return err
+	}
+	m.ReadySeconds = round(ready.Seconds(), 2)
+	settled, err := b.waitSettled(ctx, 10*time.Minute)
+	if err != nil {
+		return err
+	}
+	m.SettledSeconds = round(settled.Seconds(), 2)
+	ps := readProc(b.mgr.pid())
+	m.CPUSecondsToSettle = round(ps.CPU, 2)
+	m.RSSMiB, m.PeakRSSMiB = round(mib(ps.RSSKB), 1), round(mib(ps.PeakKB), 1)
+	if _, err := b.mgr.scrape(ctx); err != nil {
+		return err
+	}
+	ps = readProc(b.mgr.pid())
+	m.RSSAfterScrapeMiB, m.PeakRSSAfterScrapeMiB = round(mib(ps.RSSKB), 1), round(mib(ps.PeakKB), 1)
+	logf("scale-retained with GOMEMLIMIT=%s: ready %.2fs, settled %.2fs (%.1f CPU s); RSS %.0f MiB (peak %.0f); after a scrape RSS %.0f MiB (peak %.0f)",
+		lim, m.ReadySeconds, m.SettledSeconds, m.CPUSecondsToSettle, m.RSSMiB, m.PeakRSSMiB, m.RSSAfterScrapeMiB, m.PeakRSSAfterScrapeMiB)
 	return nil
 }
 

@@ -66,6 +66,7 @@ type config struct {
 	policy                  string
 	halfLoad                bool
 	halfLoadDuration        time.Duration
+	halfLoadFraction        float64
 	sweep                   bool
 
 	scaleRetained, scaleRestart, scaleIdle int
@@ -108,6 +109,7 @@ func parseFlags() config {
 	flag.StringVar(&c.policy, "admission-policy", "", "Sessions' admissionPolicy (Reject or Queue; default the CRD's).")
 	flag.BoolVar(&c.halfLoad, "half-load", true, "After the sweep, run at half the best lifecycles/s to measure latency below saturation.")
 	flag.DurationVar(&c.halfLoadDuration, "half-load-duration", 15*time.Second, "Length of the half-load run.")
+	flag.Float64Var(&c.halfLoadFraction, "half-load-fraction", 0.5, "The paced run's rate as a fraction of the sweep's best lifecycles/s (0.5: half load).")
 	flag.BoolVar(&c.sweep, "sweep", true, "Run the ceiling and lifecycle sweep (off by default when a -scale-* run is asked for).")
 
 	flag.IntVar(&c.scaleRetained, "scale-retained", 0, "Retain this many terminal Operations in one namespace, restart the manager, measure its RSS and start-up.")
@@ -294,11 +296,15 @@ func (b *bench) run(ctx context.Context) error {
 			best = max(best, r.LifecyclesPerSec)
 		}
 		if cfg.halfLoad && best > 0 {
-			rate := best / 2
+			rate := best * cfg.halfLoadFraction
+			name := "half-load"
+			if cfg.halfLoadFraction != 0.5 {
+				name = fmt.Sprintf("load-%.0f%%", 100*cfg.halfLoadFraction)
+			}
 			c := cfg.concurrency[len(cfg.concurrency)-1]
 			n := max(int(rate*cfg.halfLoadDuration.Seconds()), 2*cfg.sessions)
 			perSession := (n + cfg.sessions - 1) / cfg.sessions
-			r, err := b.lifecycles(ctx, "half-load", c, cfg.sessions, perSession, rate, 0)
+			r, err := b.lifecycles(ctx, name, c, cfg.sessions, perSession, rate, 0)
 			if err != nil {
 				return fmt.Errorf("half-load: %w", err)
 			}

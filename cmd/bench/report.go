@@ -78,6 +78,40 @@ func printTable(res *Results) {
 	fmt.Println("(other load: cores used meanwhile by processes other than the bench, kube-apiserver, etcd and the manager;")
 	fmt.Println(" latencies in ms; admission: Create to RegisterOperation returning, client-side; notification: CompleteOperation's write sent to the watcher's Wait returning)")
 	fmt.Println()
+	printCeilings(res)
+}
+
+// printCeilings sets each sweep phase's write throughput against the three
+// ceilings of the same C, when -ceiling-operation measured them all.
+func printCeilings(res *Results) {
+	if len(res.LifecycleCeiling) == 0 {
+		return
+	}
+	at := func(cs []CeilingResult, c int) float64 {
+		for _, r := range cs {
+			if r.Concurrency == c {
+				return r.WritesPerSec
+			}
+		}
+		return 0
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "C	lifecycle writes/s	trivial ceiling	ratio	Operation ceiling	ratio	lifecycle-writes ceiling	ratio	")
+	ratio := func(a, b float64) string {
+		if b == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.0f%%", 100*a/b)
+	}
+	for _, r := range res.Lifecycles {
+		c := r.Concurrency
+		t, o, l := at(res.Ceiling, c), at(res.OperationCeiling, c), at(res.LifecycleCeiling, c)
+		fmt.Fprintf(tw, "%d	%.0f	%.0f	%s	%.0f	%s	%.0f	%s	\n", c, r.WriteThroughput, t, ratio(r.WriteThroughput, t),
+			o, ratio(r.WriteThroughput, o), l, ratio(r.WriteThroughput, l))
+	}
+	tw.Flush()
+	fmt.Println("(the lifecycle-writes ceiling sends one lifecycle's own writes back to back, with no manager, no watches and no waiting)")
+	fmt.Println()
 }
 
 // writePlot draws lifecycles/s and the p99 latencies against C.

@@ -1,12 +1,15 @@
 package manager
 
 import (
+	"context"
 	"sync"
 
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
+	opsv1 "github.com/meerkat-ops/ops-operator/api/v1alpha1"
 	"github.com/meerkat-ops/ops-operator/controllers"
 )
 
@@ -20,11 +23,16 @@ var (
 )
 
 // newMetricsOnce registers the operator's metrics with controller-runtime's
-// global registry once per process; a second manager in the same process
-// (tests) shares them.
-func newMetricsOnce(mgr ctrl.Manager) *controllers.Metrics {
+// global registry once per process, fed by the first manager's Operation
+// informer; a second manager in the same process (tests) shares them.
+func newMetricsOnce(mgr ctrl.Manager) (*controllers.Metrics, error) {
+	var err error
 	metricsOnce.Do(func() {
-		metrics = controllers.NewMetrics(crmetrics.Registry, mgr.GetCache())
+		metrics = controllers.NewMetrics(crmetrics.Registry)
+		var inf cache.Informer
+		if inf, err = mgr.GetCache().GetInformer(context.Background(), &opsv1.Operation{}); err == nil {
+			_, err = inf.AddEventHandler(metrics.OperationEvents())
+		}
 	})
-	return metrics
+	return metrics, err
 }

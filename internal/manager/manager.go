@@ -110,7 +110,10 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	}); err != nil {
 		return nil, err
 	}
-	metrics := newMetricsOnce(mgr)
+	metrics, err := newMetricsOnce(mgr)
+	if err != nil {
+		return nil, err
+	}
 	rec := mgr.GetEventRecorder("ops-operator")
 	if err := (&controllers.OpsSessionReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: rec, Clock: o.Clock,

@@ -114,6 +114,10 @@ func (rt *Runtime) OpsLifecycleRegistry(ctx context.Context, sessionID string) (
 	}
 	r := &Registry{rt: rt, session: sessionID, sessionUID: s.UID, watchers: map[string]int{}, known: map[string]*opsv1.Operation{}}
 	rt.registries[sessionID] = r
+	// Start the session's shared watch now, in the background, so that the
+	// first RegisterOperation or Wait does not also wait for it to list and
+	// sync. The Runtime's Close stops it.
+	go func() { _, _ = r.sessionWatch(rt.ctx) }()
 	return r, nil
 }
 

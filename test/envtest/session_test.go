@@ -225,6 +225,30 @@ func TestSessionStatusAndMetrics(t *testing.T) {
 			}
 		}
 	}
+	// The by-phase gauge follows the informer: this namespace holds one
+	// Failed and two Provisioning operations.
+	g.Eventually(func() map[string]float64 {
+		families, err := crmetrics.Registry.Gather()
+		if err != nil {
+			return nil
+		}
+		byPhase := map[string]float64{}
+		for _, f := range families {
+			if f.GetName() != "meerkat_ops_operations" {
+				continue
+			}
+			for _, m := range f.GetMetric() {
+				labels := map[string]string{}
+				for _, l := range m.GetLabel() {
+					labels[l.GetName()] = l.GetValue()
+				}
+				if labels["namespace"] == ns {
+					byPhase[labels["phase"]] += m.GetGauge().GetValue()
+				}
+			}
+		}
+		return byPhase
+	}).Should(Equal(map[string]float64{"Failed": 1, "Provisioning": 2}))
 }
 
 func eventReasons(ctx context.Context, ns, name string) func() []string {

@@ -57,6 +57,9 @@ type LifecycleResult struct {
 	// in NotifiedBeforeWriteReturned.
 	NotificationAfterReturn     Latency `json:"notificationAfterReturn"`
 	NotifiedBeforeWriteReturned int     `json:"notifiedBeforeWriteReturned"`
+	// AgentWriteRTT: each agent write's round trip (request sent to response
+	// read), all kinds together; admission contains two writes.
+	AgentWriteRTT Latency `json:"agentWriteRTT"`
 
 	AgentWritesPerLifecycle     float64 `json:"agentWritesPerLifecycle"`
 	AgentReadsPerLifecycle      float64 `json:"agentReadsPerLifecycle"`
@@ -165,6 +168,7 @@ func (b *bench) lifecycles(ctx context.Context, name string, c, nSessions, perSe
 	if err != nil {
 		return LifecycleResult{}, err
 	}
+	b.agentCounter.takeWriteRTTs() // from here on
 	var profWG sync.WaitGroup
 	if profileSeconds > 0 {
 		profWG.Add(1)
@@ -229,6 +233,7 @@ func (b *bench) lifecycles(ctx context.Context, name string, c, nSessions, perSe
 		}
 	}
 	r.Admission, r.Notification, r.NotificationAfterReturn = summarize(adm), summarize(ntf), summarize(ntfRet)
+	r.AgentWriteRTT = summarize(b.agentCounter.takeWriteRTTs())
 	n := float64(max(r.Lifecycles, 1))
 	el := elapsed.Seconds()
 	r.LifecyclesPerSec = round(float64(r.Lifecycles)/el, 1)

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -154,6 +155,18 @@ next:
 // requestCounter wraps a client's transport and counts its requests.
 type requestCounter struct {
 	post, put, patch, del, get, watch, conflicts atomic.Int64
+
+	mu       sync.Mutex
+	writeRTT []time.Duration // each write's round trip, until takeWriteRTTs
+}
+
+// takeWriteRTTs returns the write round trips recorded since the last call.
+func (rc *requestCounter) takeWriteRTTs() []time.Duration {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	out := rc.writeRTT
+	rc.writeRTT = nil
+	return out
 }
 
 type requestCounts struct {
@@ -193,9 +206,16 @@ func (rc *requestCounter) wrap(rt http.RoundTripper) http.RoundTripper {
 		if slot, ok := req.Context().Value(sentKey{}).(*atomic.Int64); ok && req.Method != http.MethodGet {
 			slot.Store(time.Now().UnixNano())
 		}
+		start := time.Now()
 		resp, err := rt.RoundTrip(req)
 		if err == nil && resp.StatusCode == http.StatusConflict {
 			rc.conflicts.Add(1)
+		}
+		if req.Method != http.MethodGet {
+			rtt := time.Since(start)
+			rc.mu.Lock()
+			rc.writeRTT = append(rc.writeRTT, rtt)
+			rc.mu.Unlock()
 		}
 		return resp, err
 	})

@@ -49,10 +49,10 @@ type Results struct {
 }
 
 func printLifecycle(r LifecycleResult) {
-	logf("lifecycles %s: %d in %.1fs = %.1f/s; admission p50 %.1f p99 %.1f ms; notification p50 %.1f p99 %.1f ms; "+
+	logf("lifecycles %s: %d in %.1fs = %.1f/s; admission p50 %.1f p99 %.1f ms; notification p50 %.1f p99 %.1f ms; agent write round trip p50 %.1f p99 %.1f ms; "+
 		"writes/lifecycle %.2f agent + %.2f manager; %.0f writes/s = %.0f%% of ceiling; manager %.2f cores, peak RSS %.0f MiB",
 		r.Name, r.Lifecycles, r.Seconds, r.LifecyclesPerSec, r.Admission.P50Ms, r.Admission.P99Ms,
-		r.Notification.P50Ms, r.Notification.P99Ms, r.AgentWritesPerLifecycle, r.ManagerWritesPerLifecycle,
+		r.Notification.P50Ms, r.Notification.P99Ms, r.AgentWriteRTT.P50Ms, r.AgentWriteRTT.P99Ms, r.AgentWritesPerLifecycle, r.ManagerWritesPerLifecycle,
 		r.WriteThroughput, 100*r.RatioToCeiling, r.ManagerCores, r.ManagerPeakRSSMiB)
 }
 

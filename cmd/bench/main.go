@@ -299,7 +299,7 @@ func (b *bench) run(ctx context.Context) error {
 			rate := best * cfg.halfLoadFraction
 			name := "half-load"
 			if cfg.halfLoadFraction != 0.5 {
-				name = fmt.Sprintf("load-%.0f%%", 100*cfg.halfLoadFraction)
+				name = fmt.Sprintf("load-%.0fpct", 100*cfg.halfLoadFraction)
 			}
 			c := cfg.concurrency[len(cfg.concurrency)-1]
 			n := max(int(rate*cfg.halfLoadDuration.Seconds()), 2*cfg.sessions)

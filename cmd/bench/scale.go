@@ -47,13 +47,8 @@ type RetainedResult struct {
 	// Times from the manager process's start.
 	ReadySeconds         float64 `json:"readySeconds"`
 	FreshAdmittedSeconds float64 `json:"freshAdmittedSeconds"`
-	// SettledSeconds: when its CPU use fell below 5% of a core over 1 s,
-	// after the fresh operation was admitted: its start-up work is done.
-	SettledSeconds     float64 `json:"settledSeconds"`
-	CPUSecondsToSettle float64 `json:"cpuSecondsToSettle"`
-	// Memory once settled, before anything scraped /metrics.
-	RSSMiB     float64 `json:"rssMiB"`
-	PeakRSSMiB float64 `json:"peakRSSMiB"`
+	// Settled is measured after the fresh operation was admitted.
+	Settled
 	// One /metrics scrape: its meerkat_ops_operations gauge lists the cache.
 	ScrapeMs               float64            `json:"scrapeMs"`
 	RSSAfterScrapeMiB      float64            `json:"rssAfterScrapeMiB"`
@@ -70,14 +65,34 @@ type RetainedResult struct {
 	WithGOMEMLIMIT *MemLimitResult `json:"withGOMEMLIMIT,omitempty"`
 }
 
-// MemLimitResult is the manager's memory on the retained set under a GOMEMLIMIT.
-type MemLimitResult struct {
-	GOMEMLIMIT         string  `json:"gomemlimit"`
-	ReadySeconds       float64 `json:"readySeconds"`
+// Settled is the manager once its start-up work is done.
+type Settled struct {
+	// SettledSeconds: when its CPU use fell below 5% of a core over 1 s.
 	SettledSeconds     float64 `json:"settledSeconds"`
 	CPUSecondsToSettle float64 `json:"cpuSecondsToSettle"`
-	RSSMiB             float64 `json:"rssMiB"`
-	PeakRSSMiB         float64 `json:"peakRSSMiB"`
+	// Memory at that point, before anything scraped /metrics.
+	RSSMiB     float64 `json:"rssMiB"`
+	PeakRSSMiB float64 `json:"peakRSSMiB"`
+}
+
+// settle waits until the manager is quiet and measures it.
+func (b *bench) settle(ctx context.Context) (Settled, error) {
+	settled, err := b.waitSettled(ctx, 10*time.Minute)
+	if err != nil {
+		return Settled{}, err
+	}
+	ps := readProc(b.mgr.pid())
+	return Settled{
+		SettledSeconds: round(settled.Seconds(), 2), CPUSecondsToSettle: round(ps.CPU, 2),
+		RSSMiB: round(mib(ps.RSSKB), 1), PeakRSSMiB: round(mib(ps.PeakKB), 1),
+	}, nil
+}
+
+// MemLimitResult is the manager's memory on the retained set under a GOMEMLIMIT.
+type MemLimitResult struct {
+	GOMEMLIMIT   string  `json:"gomemlimit"`
+	ReadySeconds float64 `json:"readySeconds"`
+	Settled
 	// After one /metrics scrape.
 	RSSAfterScrapeMiB     float64 `json:"rssAfterScrapeMiB"`
 	PeakRSSAfterScrapeMiB float64 `json:"peakRSSAfterScrapeMiB"`
@@ -402,14 +417,9 @@ func (b *bench) scaleRetained(ctx context.Context, n int) error {
 		return fmt.Errorf("fresh operation: %w", err)
 	}
 	r.FreshAdmittedSeconds = round(admittedAt.Sub(t0).Seconds(), 2)
-	settled, err := b.waitSettled(ctx, 10*time.Minute)
-	if err != nil {
+	if r.Settled, err = b.settle(ctx); err != nil {
 		return err
 	}
-	r.SettledSeconds = round(settled.Seconds(), 2)
-	ps := readProc(b.mgr.pid())
-	r.CPUSecondsToSettle = round(ps.CPU, 2)
-	r.RSSMiB, r.PeakRSSMiB = round(mib(ps.RSSKB), 1), round(mib(ps.PeakKB), 1)
 	if b.mgr.pprofAddr != "" {
 		saveProfile(ctx, http.DefaultClient, "http://"+b.mgr.pprofAddr+"/debug/pprof/heap", filepath.Join(b.resultsDir, "manager-heap-retained.pprof"))
 	}
@@ -420,7 +430,7 @@ func (b *bench) scaleRetained(ctx context.Context, n int) error {
 		return err
 	}
 	r.ScrapeMs = ms(time.Since(st))
-	ps = readProc(b.mgr.pid())
+	ps := readProc(b.mgr.pid())
 	r.RSSAfterScrapeMiB, r.PeakRSSAfterScrapeMiB = round(mib(ps.RSSKB), 1), round(mib(ps.PeakKB), 1)
 	r.WorkqueueDepth = gauge(ss, "workqueue_depth", nil)
 	mr := managerRequests(ss)
@@ -452,18 +462,13 @@ func (b *bench) retainedUnderMemLimit(ctx context.Context, r *RetainedResult, li
 		return err
 	}
 	m.ReadySeconds = round(ready.Seconds(), 2)
-	settled, err := b.waitSettled(ctx, 10*time.Minute)
-	if err != nil {
+	if m.Settled, err = b.settle(ctx); err != nil {
 		return err
 	}
-	m.SettledSeconds = round(settled.Seconds(), 2)
-	ps := readProc(b.mgr.pid())
-	m.CPUSecondsToSettle = round(ps.CPU, 2)
-	m.RSSMiB, m.PeakRSSMiB = round(mib(ps.RSSKB), 1), round(mib(ps.PeakKB), 1)
 	if _, err := b.mgr.scrape(ctx); err != nil {
 		return err
 	}
-	ps = readProc(b.mgr.pid())
+	ps := readProc(b.mgr.pid())
 	m.RSSAfterScrapeMiB, m.PeakRSSAfterScrapeMiB = round(mib(ps.RSSKB), 1), round(mib(ps.PeakKB), 1)
 	logf("scale-retained with GOMEMLIMIT=%s: ready %.2fs, settled %.2fs (%.1f CPU s); RSS %.0f MiB (peak %.0f); after a scrape RSS %.0f MiB (peak %.0f)",
 		lim, m.ReadySeconds, m.SettledSeconds, m.CPUSecondsToSettle, m.RSSMiB, m.PeakRSSMiB, m.RSSAfterScrapeMiB, m.PeakRSSAfterScrapeMiB)

@@ -99,7 +99,8 @@ func describe(c lifecycle.Control) string {
 func (r *OperationReconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) error {
 	toOperations := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []ctrl.Request {
 		var list opsv1.OperationList
-		if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{SessionNameField: o.GetName()}); err != nil {
+		// Read-only: no deep copies of a session's (possibly many) operations.
+		if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{SessionNameField: o.GetName()}, client.UnsafeDisableDeepCopy); err != nil {
 			return nil
 		}
 		reqs := make([]ctrl.Request, 0, len(list.Items))

@@ -120,7 +120,7 @@ func writePlot(res *Results, path string) error {
 	if len(rows) == 0 {
 		return fmt.Errorf("no lifecycle results to plot")
 	}
-	tput, ceil := make(plotter.XYs, len(rows)), make(plotter.XYs, 0, len(rows))
+	tput, ceil, lcCeil := make(plotter.XYs, len(rows)), make(plotter.XYs, 0, len(rows)), make(plotter.XYs, 0, len(rows))
 	adm99, ntf99, adm50, ntf50 := make(plotter.XYs, len(rows)), make(plotter.XYs, len(rows)), make(plotter.XYs, len(rows)), make(plotter.XYs, len(rows))
 	var ticks []plot.Tick
 	for i, r := range rows {
@@ -129,6 +129,11 @@ func writePlot(res *Results, path string) error {
 		tput[i] = plotter.XY{X: x, Y: r.LifecyclesPerSec}
 		if r.CeilingWritesPerSec > 0 && r.WritesPerLifecycle > 0 {
 			ceil = append(ceil, plotter.XY{X: x, Y: r.CeilingWritesPerSec / r.WritesPerLifecycle})
+		}
+		for _, lc := range res.LifecycleCeiling {
+			if lc.Concurrency == r.Concurrency && r.WritesPerLifecycle > 0 {
+				lcCeil = append(lcCeil, plotter.XY{X: x, Y: lc.WritesPerSec / r.WritesPerLifecycle})
+			}
 		}
 		adm99[i] = plotter.XY{X: x, Y: r.Admission.P99Ms}
 		ntf99[i] = plotter.XY{X: x, Y: r.Notification.P99Ms}
@@ -153,7 +158,13 @@ func writePlot(res *Results, path string) error {
 		return err
 	}
 	if len(ceil) > 0 {
-		if err := addLine(p1, "ceiling ÷ writes per lifecycle", ceil, grey, true); err != nil {
+		if err := addLine(p1, "trivial ceiling ÷ writes per lifecycle", ceil, grey, true); err != nil {
+			return err
+		}
+	}
+	if len(lcCeil) > 0 {
+		green := color.RGBA{R: 44, G: 160, B: 44, A: 255}
+		if err := addLine(p1, "lifecycle-writes ceiling ÷ writes per lifecycle", lcCeil, green, true); err != nil {
 			return err
 		}
 	}

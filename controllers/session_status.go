@@ -174,8 +174,9 @@ func (b *eventBatch) message(reason string) string {
 // stored, instead of sending a write that can only conflict, or a second
 // delete.
 type ownWrites struct {
-	mu sync.Mutex
-	m  map[types.UID]ownWrite
+	mu    sync.Mutex
+	m     map[types.UID]ownWrite
+	swept time.Time // when expired entries were last dropped
 }
 
 type ownWrite struct {
@@ -199,10 +200,15 @@ func (o *ownWrites) record(uid types.UID, from string, op *opsv1.Operation, now 
 	if o.m == nil {
 		o.m = map[types.UID]ownWrite{}
 	}
-	for u, w := range o.m {
-		if now.Sub(w.at) > ownWriteTTL {
-			delete(o.m, u)
+	// Entries of objects the cache stopped showing (deleted) are never
+	// viewed again; drop the expired ones once per TTL, not on every write.
+	if now.Sub(o.swept) > ownWriteTTL {
+		for u, w := range o.m {
+			if now.Sub(w.at) > ownWriteTTL {
+				delete(o.m, u)
+			}
 		}
+		o.swept = now
 	}
 	o.m[uid] = ownWrite{from: from, op: op, at: now}
 }

@@ -82,24 +82,21 @@ func (w *writer) note(reason, name string) {
 }
 
 // evict deletes a finished operation, only if it is still the object that
-// was planned on: UID and resourceVersion preconditions. It reports whether
-// this delete removed it.
-func (w *writer) evict(ctx context.Context, op *opsv1.Operation) bool {
+// was planned on: UID and resourceVersion preconditions.
+func (w *writer) evict(ctx context.Context, op *opsv1.Operation) {
 	err := w.c.Delete(ctx, op, client.Preconditions{UID: &op.UID, ResourceVersion: &op.ResourceVersion})
 	switch {
 	case apierrors.IsNotFound(err):
-		return false // collected by an agent, or evicted by another controller
+		// collected by an agent, or evicted by another controller
 	case apierrors.IsConflict(err):
 		w.failed = true
-		return false
 	case err != nil:
 		log.FromContext(ctx).Error(err, "evicting operation", "operation", op.Name)
 		w.failed = true
-		return false
+	default:
+		w.own.record(op.UID, op.ResourceVersion, nil, w.now)
+		w.metrics.evicted(op)
 	}
-	w.own.record(op.UID, op.ResourceVersion, nil, w.now)
-	w.metrics.evicted(op)
-	return true
 }
 
 func (w *writer) update(ctx context.Context, op *opsv1.Operation) bool {

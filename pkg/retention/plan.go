@@ -19,21 +19,15 @@ const DefaultMaxCompleted = 256
 // operations whose final status is already stored are candidates, so an
 // outcome is always written, and visible to watchers, before its eviction.
 func Evict(ops []*opsv1.Operation, maxCompleted *int32) []*opsv1.Operation {
-	keep := int(Keep(maxCompleted))
+	keep := DefaultMaxCompleted
+	if maxCompleted != nil {
+		keep = int(*maxCompleted)
+	}
 	finished := Finished(ops)
 	if len(finished) <= keep {
 		return nil
 	}
 	return finished[:len(finished)-keep]
-}
-
-// Keep is how many finished operations a session keeps: maxCompleted, or
-// DefaultMaxCompleted when it is unset.
-func Keep(maxCompleted *int32) int32 {
-	if maxCompleted == nil {
-		return DefaultMaxCompleted
-	}
-	return *maxCompleted
 }
 
 // Finished returns the final operations in completion order: completedAt

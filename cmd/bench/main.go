@@ -268,9 +268,9 @@ func (b *bench) run(ctx context.Context) error {
 					b.res.OperationCeiling = append(b.res.OperationCeiling, r)
 					label = "ceiling with Operations"
 				default:
+					r.Kind += "/" + cfg.lifecycleCeilingVariant
 					b.res.LifecycleCeiling = append(b.res.LifecycleCeiling, r)
 					label = "ceiling with the lifecycle's writes (" + cfg.lifecycleCeilingVariant + ")"
-					r.Kind += "/" + cfg.lifecycleCeilingVariant
 				}
 				logf("%s C=%d: %.0f writes/s (%d writes in %.1fs; kube-apiserver %.2f cores, etcd %.2f, other load %.2f)",
 					label, c, r.WritesPerSec, r.Writes, r.Seconds, r.APIServerCores, r.EtcdCores, r.OtherCores)

@@ -23,7 +23,11 @@ func main() {
 	var qps float64
 	var burst int
 	var memRatio float64
-	flag.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8080", "Address the Prometheus metrics endpoint binds to; 0 disables it.")
+	flag.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8443", "Address the Prometheus metrics endpoint binds to (use :8080 with --metrics-secure=false); 0 disables it.")
+	flag.BoolVar(&o.MetricsSecure, "metrics-secure", true, "Serve metrics over HTTPS, allowing only requests whose bearer token the API server authenticates (TokenReview) and authorizes for GET /metrics (SubjectAccessReview). False serves plain HTTP to anyone.")
+	flag.StringVar(&o.MetricsCertDir, "metrics-cert-path", "", "Directory holding the metrics server's certificate and key (reloaded on change); empty generates a self-signed certificate.")
+	flag.StringVar(&o.MetricsCertName, "metrics-cert-name", "tls.crt", "Certificate file name in --metrics-cert-path.")
+	flag.StringVar(&o.MetricsKeyName, "metrics-cert-key", "tls.key", "Key file name in --metrics-cert-path.")
 	flag.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":8081", "Address the /healthz and /readyz probes bind to.")
 	flag.StringVar(&o.PprofAddr, "pprof-bind-address", "", "Address net/http/pprof binds to; empty disables it.")
 	flag.BoolVar(&o.LeaderElection, "leader-elect", false, "Elect a leader so only one replica reconciles at a time.")
@@ -59,6 +63,7 @@ func main() {
 		os.Exit(1)
 	}
 	log.Info("starting manager", "qps", qps, "burst", burst,
+		"metricsAddr", o.MetricsAddr, "metricsSecure", o.MetricsSecure,
 		"sessionConcurrency", o.SessionConcurrency, "operationConcurrency", o.OperationConcurrency)
 	// SetupSignalHandler cancels on SIGTERM or SIGINT; Start then drains
 	// reconciles (GracefulShutdownTimeout) and releases the leader lease.

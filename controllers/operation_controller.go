@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	opsv1 "github.com/meerkat-ops/ops-operator/api/v1alpha1"
@@ -36,6 +37,9 @@ func (r *OperationReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	if err := r.Get(ctx, req.NamespacedName, op); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
+	// Values the Go types cannot decode were dropped or read leniently while
+	// decoding; say so once. The pass goes on without them.
+	reportMalformedOperation(ctx, r.Recorder, op)
 	if lifecycle.IsFinal(op.Status.Phase) {
 		// Nothing changes a finished operation; its conditions were written
 		// with its final status (and the cache keeps only a trimmed copy).
@@ -75,6 +79,9 @@ func (r *OperationReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 			w.update(ctx, fixed)
 		}
 	}
+	if w.refused != nil {
+		return ctrl.Result{}, w.refused
+	}
 	if w.failed {
 		return ctrl.Result{RequeueAfter: conflictBackoff}, nil
 	}
@@ -112,7 +119,9 @@ func (r *OperationReconciler) SetupWithManager(mgr ctrl.Manager, concurrency int
 		return reqs
 	})
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&opsv1.Operation{}, builder.WithPredicates(r.Metrics.observeTransitions(), unfinished())).
+		// A finished operation is queued only to report values it holds
+		// that the Go types cannot decode.
+		For(&opsv1.Operation{}, builder.WithPredicates(r.Metrics.observeTransitions(), predicate.Or(unfinished(), malformedOperation()))).
 		Watches(&opsv1.OpsSession{}, toOperations, builder.WithPredicates(sessionCreatedOrSpecChanged())).
 		WithOptions(controller.Options{MaxConcurrentReconciles: concurrency}).
 		Named("operation").

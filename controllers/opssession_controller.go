@@ -54,12 +54,16 @@ type OpsSessionReconciler struct {
 }
 
 // +kubebuilder:rbac:groups=ops.meerkat.dev,resources=opssessions,verbs=get;list;watch;update;patch
-// +kubebuilder:rbac:groups=ops.meerkat.dev,resources=opssessions/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=ops.meerkat.dev,resources=opssessions/status,verbs=get;update;patch;control
 // +kubebuilder:rbac:groups=ops.meerkat.dev,resources=opssessions/finalizers,verbs=update
 // +kubebuilder:rbac:groups=ops.meerkat.dev,resources=operations,verbs=get;list;watch;delete
-// +kubebuilder:rbac:groups=ops.meerkat.dev,resources=operations/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=ops.meerkat.dev,resources=operations/status,verbs=get;update;patch;control
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
-// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
+
+// The custom verb `control` is what config/policy's admission policy asks
+// for before an admission, a rejection, a termination or a session status
+// write: the manager's role is the only shipped role that grants it. Leader
+// election uses a namespaced Role (config/rbac/leader_election_role.yaml).
 
 // Reconcile runs one get → observe → decide → write pass for a session.
 func (r *OpsSessionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
@@ -68,10 +72,10 @@ func (r *OpsSessionReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		r.throttle.forget(req.NamespacedName)
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
+	reportMalformedSession(ctx, r.Recorder, sess) // undecodable default timeouts: logged and sent as an event once
 	deleting := !sess.DeletionTimestamp.IsZero()
 	if !deleting && !controllerutil.ContainsFinalizer(sess, opsv1.FinalizerTerminate) {
-		controllerutil.AddFinalizer(sess, opsv1.FinalizerTerminate)
-		if err := r.Update(ctx, sess); err != nil {
+		if err := r.patchFinalizers(ctx, sess, controllerutil.AddFinalizer); err != nil {
 			return requeueOnConflict(err)
 		}
 	}
@@ -85,10 +89,14 @@ func (r *OpsSessionReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	plan := admission.Decide(admission.Input{
-		Session: sess, Ops: ops, Gone: gone,
-		TerminationDone: meta.IsStatusConditionTrue(sess.Status.Conditions, opsv1.ConditionTerminated),
-	})
+	terminationDone := meta.IsStatusConditionTrue(sess.Status.Conditions, opsv1.ConditionTerminated)
+	plan := admission.Decide(admission.Input{Session: sess, Ops: ops, Gone: gone, TerminationDone: terminationDone})
+	// Rejections are final: a plan that rejects is decided again on a live
+	// view, as an admission is fenced by the ledger (see reject_fence.go).
+	plan, repass, err := r.fenceRejections(ctx, sess, plan, ops)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
 	w := &writer{c: r.Client, rec: r.Recorder, now: now, metrics: r.Metrics, own: &r.own}
 
 	// The ledger is the fence: it must be stored, with optimistic locking,
@@ -129,6 +137,11 @@ func (r *OpsSessionReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		opsv1.ReasonQueued: fmt.Sprintf(" (maxConcurrent %d)", plan.Limit),
 	}, now)
 
+	if w.refused != nil {
+		// The API server will refuse that write again: back off through the
+		// workqueue's rate limiter instead of looping.
+		return ctrl.Result{}, w.refused
+	}
 	if deleting {
 		return r.finishDeletion(ctx, sess, ops, w.failed)
 	}
@@ -138,6 +151,9 @@ func (r *OpsSessionReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		// A conflict means the cache was behind; the watch event that moves
 		// it forward queues this session again, but do not rely on it alone.
 		res.RequeueAfter = conflictBackoff
+	}
+	if repass && (res.RequeueAfter == 0 || fenceRepass < res.RequeueAfter) {
+		res.RequeueAfter = fenceRepass // rejections were withheld
 	}
 	if admitting && plan.LedgerChanged {
 		return res, nil // the status was written above
@@ -191,11 +207,23 @@ func (r *OpsSessionReconciler) finishDeletion(ctx context.Context, sess *opsv1.O
 	if err := r.deleteUnowned(ctx, sess, ops); err != nil {
 		return ctrl.Result{}, err
 	}
-	controllerutil.RemoveFinalizer(sess, opsv1.FinalizerTerminate)
-	if err := r.Update(ctx, sess); client.IgnoreNotFound(err) != nil {
+	if err := r.patchFinalizers(ctx, sess, controllerutil.RemoveFinalizer); client.IgnoreNotFound(err) != nil {
 		return requeueOnConflict(err)
 	}
 	return ctrl.Result{}, nil
+}
+
+// patchFinalizers adds or removes the finalizer with a merge patch that
+// carries only metadata.finalizers and the resourceVersion (the optimistic
+// lock): a full Update would re-serialise the spec (10m as 10m0s) and so
+// change the limits in the eyes of the admission policy and of server-side
+// apply field managers.
+func (r *OpsSessionReconciler) patchFinalizers(ctx context.Context, sess *opsv1.OpsSession, change func(client.Object, string) bool) error {
+	orig := sess.DeepCopy()
+	if !change(sess, opsv1.FinalizerTerminate) {
+		return nil
+	}
+	return r.Patch(ctx, sess, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}))
 }
 
 // operations lists the session's operations from the cache, as amended by

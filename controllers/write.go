@@ -3,12 +3,13 @@ package controllers
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
+	"unicode/utf8"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	opsv1 "github.com/meerkat-ops/ops-operator/api/v1alpha1"
@@ -16,7 +17,8 @@ import (
 )
 
 // conflictBackoff is how soon a pass that lost an optimistic-lock race runs
-// again; by then the informer has usually caught up.
+// again; by then the informer has usually caught up. Only conflicts get it:
+// any other refusal goes back to the workqueue's exponential backoff.
 const conflictBackoff = 20 * time.Millisecond
 
 func requeueOnConflict(err error) (ctrl.Result, error) {
@@ -30,7 +32,8 @@ func requeueOnConflict(err error) (ctrl.Result, error) {
 }
 
 // writer sends one status write per operation and emits each event only
-// after its write succeeded. failed records a write lost to a conflict.
+// after its write succeeded. failed records a write lost to a conflict;
+// refused the first write the API server refused for another reason.
 //
 // Admissions and evictions, the steady flow, send no events: an event is an
 // API write too, and one per operation would cost two extra writes per
@@ -46,6 +49,9 @@ type writer struct {
 	// own, when set, records each successful write and delete.
 	own    *ownWrites
 	failed bool
+	// refused, when set, is returned from Reconcile so the workqueue backs
+	// off exponentially: the API server will refuse the same write again.
+	refused error
 	// batch: operations per normal-flow reason, for the session's digest.
 	batch map[string][]string
 }
@@ -91,8 +97,7 @@ func (w *writer) evict(ctx context.Context, op *opsv1.Operation) {
 	case apierrors.IsConflict(err):
 		w.failed = true
 	case err != nil:
-		log.FromContext(ctx).Error(err, "evicting operation", "operation", op.Name)
-		w.failed = true
+		w.refuse(op, "evicting", err)
 	default:
 		w.own.record(op.UID, op.ResourceVersion, nil, w.now)
 		w.metrics.evicted(op)
@@ -110,10 +115,32 @@ func (w *writer) update(ctx context.Context, op *opsv1.Operation) bool {
 	case apierrors.IsConflict(err), ctx.Err() != nil:
 		w.failed = true
 	default:
-		log.FromContext(ctx).Error(err, "writing operation status", "operation", op.Name)
-		w.failed = true
+		w.refuse(op, "writing the status of", err)
 	}
 	return false
+}
+
+// refuse records a write the API server refused for a reason other than a
+// conflict, and says so on the object with the API server's message.
+func (w *writer) refuse(op *opsv1.Operation, doing string, err error) {
+	if w.refused == nil {
+		w.refused = fmt.Errorf("%s operation %s: %w", doing, op.Name, err)
+	}
+	w.event(op, "Warning", "WriteRefused", "%s", truncateMessage(err.Error()))
+}
+
+// truncateMessage keeps an event's message within the API's 1 KiB note
+// without splitting a UTF-8 character.
+func truncateMessage(s string) string {
+	const max = 1024
+	if len(s) <= max {
+		return s
+	}
+	cut := max - len("...")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
 }
 
 func (w *writer) event(obj client.Object, typ, reason, format string, args ...any) {

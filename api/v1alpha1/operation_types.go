@@ -104,12 +104,22 @@ type OperationSpec struct {
 	// provisioningTimeout fails the operation if it is still Provisioning this
 	// long after admission. Overrides the session's default.
 	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('[0-9]') && self.matches('^[+]?(?:(?:[0-9]{1,6}(?:[.][0-9]*)?|[.][0-9]+)h)?(?:(?:[0-9]{1,7}(?:[.][0-9]*)?|[.][0-9]+)m)?(?:(?:[0-9]{1,9}(?:[.][0-9]*)?|[.][0-9]+)s)?(?:(?:[0-9]{1,12}(?:[.][0-9]*)?|[.][0-9]+)ms)?(?:(?:[0-9]{1,15}(?:[.][0-9]*)?|[.][0-9]+)(?:us|µs|μs))?(?:(?:[0-9]{1,18}(?:[.][0-9]*)?|[.][0-9]+)ns)?$') && duration(self) > duration('0s')",messageExpression="'spec.provisioningTimeout: ' + self + ' is not a positive duration such as 90s, 5m or 1h30m (units h, m, s, ms, us, ns, in that order, each at most once; below 1000000h)'"
 	ProvisioningTimeout *metav1.Duration `json:"provisioningTimeout,omitempty"`
 
 	// heartbeatTimeout fails a Running or Retiring operation when no agent
 	// status write arrives for this long. Overrides the session's default.
 	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('[0-9]') && self.matches('^[+]?(?:(?:[0-9]{1,6}(?:[.][0-9]*)?|[.][0-9]+)h)?(?:(?:[0-9]{1,7}(?:[.][0-9]*)?|[.][0-9]+)m)?(?:(?:[0-9]{1,9}(?:[.][0-9]*)?|[.][0-9]+)s)?(?:(?:[0-9]{1,12}(?:[.][0-9]*)?|[.][0-9]+)ms)?(?:(?:[0-9]{1,15}(?:[.][0-9]*)?|[.][0-9]+)(?:us|µs|μs))?(?:(?:[0-9]{1,18}(?:[.][0-9]*)?|[.][0-9]+)ns)?$') && duration(self) > duration('0s')",messageExpression="'spec.heartbeatTimeout: ' + self + ' is not a positive duration such as 90s, 5m or 1h30m (units h, m, s, ms, us, ns, in that order, each at most once; below 1000000h)'"
 	HeartbeatTimeout *metav1.Duration `json:"heartbeatTimeout,omitempty"`
+
+	// Malformed lists the problems decoding found in this spec, such as a
+	// timeout Go cannot parse (dropped, so treated as unset). Never serialised.
+	Malformed []string `json:"-"`
 }
 
 // ControlRequest is a user's or GitOps tool's request, carried out by the controller.
@@ -252,6 +262,18 @@ type Rejection struct {
 // +kubebuilder:validation:XValidation:rule="(has(self.phase) && self.phase in ['Completed', 'Failed', 'Aborted', 'Cancelled', 'Retired', 'Terminated']) == has(self.outcome)",messageExpression="has(self.outcome) ? 'status.outcome is only allowed in a terminal phase, not ' + (has(self.phase) ? self.phase : 'Pending') : 'status.outcome is required in terminal phase ' + self.phase"
 // +kubebuilder:validation:XValidation:rule="!has(self.outcome) || self.outcome.type == self.phase",messageExpression="'status.outcome.type ' + self.outcome.type + ' does not match phase ' + self.phase"
 // +kubebuilder:validation:XValidation:rule="!has(self.peerHandle) || self.peerReady",message="status.peerHandle requires status.peerReady"
+//
+// Once the phase is final the status is sealed: only conditions and
+// observedGeneration, which the controller keeps true to the phase, change.
+//
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.phase) || !(oldSelf.phase in ['Completed', 'Failed', 'Aborted', 'Cancelled', 'Retired', 'Terminated', 'Rejected']) || (has(self.progress) == has(oldSelf.progress) && (!has(self.progress) || self.progress == oldSelf.progress))",messageExpression="'status.progress cannot change: the operation is ' + oldSelf.phase + ', and the status of a finished operation is sealed'"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.phase) || !(oldSelf.phase in ['Completed', 'Failed', 'Aborted', 'Cancelled', 'Retired', 'Terminated', 'Rejected']) || (has(self.peerReady) == has(oldSelf.peerReady) && (!has(self.peerReady) || self.peerReady == oldSelf.peerReady))",messageExpression="'status.peerReady cannot change: the operation is ' + oldSelf.phase + ', and the status of a finished operation is sealed'"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.phase) || !(oldSelf.phase in ['Completed', 'Failed', 'Aborted', 'Cancelled', 'Retired', 'Terminated', 'Rejected']) || (has(self.peerHandle) == has(oldSelf.peerHandle) && (!has(self.peerHandle) || self.peerHandle == oldSelf.peerHandle))",messageExpression="'status.peerHandle cannot change: the operation is ' + oldSelf.phase + ', and the status of a finished operation is sealed'"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.phase) || !(oldSelf.phase in ['Completed', 'Failed', 'Aborted', 'Cancelled', 'Retired', 'Terminated', 'Rejected']) || (has(self.rejection) == has(oldSelf.rejection) && (!has(self.rejection) || self.rejection == oldSelf.rejection))",messageExpression="'status.rejection cannot change: the operation is ' + oldSelf.phase + ', and the status of a finished operation is sealed'"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.phase) || !(oldSelf.phase in ['Completed', 'Failed', 'Aborted', 'Cancelled', 'Retired', 'Terminated', 'Rejected']) || (has(self.createdAt) == has(oldSelf.createdAt) && (!has(self.createdAt) || self.createdAt == oldSelf.createdAt))",messageExpression="'status.createdAt cannot change: the operation is ' + oldSelf.phase + ', and the status of a finished operation is sealed'"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.phase) || !(oldSelf.phase in ['Completed', 'Failed', 'Aborted', 'Cancelled', 'Retired', 'Terminated', 'Rejected']) || (has(self.admittedAt) == has(oldSelf.admittedAt) && (!has(self.admittedAt) || self.admittedAt == oldSelf.admittedAt))",messageExpression="'status.admittedAt cannot change: the operation is ' + oldSelf.phase + ', and the status of a finished operation is sealed'"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.phase) || !(oldSelf.phase in ['Completed', 'Failed', 'Aborted', 'Cancelled', 'Retired', 'Terminated', 'Rejected']) || (has(self.startedAt) == has(oldSelf.startedAt) && (!has(self.startedAt) || self.startedAt == oldSelf.startedAt))",messageExpression="'status.startedAt cannot change: the operation is ' + oldSelf.phase + ', and the status of a finished operation is sealed'"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.phase) || !(oldSelf.phase in ['Completed', 'Failed', 'Aborted', 'Cancelled', 'Retired', 'Terminated', 'Rejected']) || (has(self.lastHeartbeatTime) == has(oldSelf.lastHeartbeatTime) && (!has(self.lastHeartbeatTime) || self.lastHeartbeatTime == oldSelf.lastHeartbeatTime))",messageExpression="'status.lastHeartbeatTime cannot change: the operation is ' + oldSelf.phase + ', and the status of a finished operation is sealed'"
 type OperationStatus struct {
 	// observedGeneration is the spec generation the status reflects.
 	// +optional
@@ -267,6 +289,7 @@ type OperationStatus struct {
 	// +listType=map
 	// +listMapKey=type
 	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:XValidation:rule="self.filter(c, !(c.type in ['Terminal', 'Ready', 'Reconciling', 'Stalled'])).size() <= 12",message="status.conditions: at most 12 conditions besides Terminal, Ready, Reconciling and Stalled, so that the controller's own always fit within 16"
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 
 	// progress is the latest progress report.
@@ -291,23 +314,49 @@ type OperationStatus struct {
 
 	// createdAt is when the operation was registered, in microseconds.
 	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=date-time
+	// +kubebuilder:validation:Pattern=`^(?:[0-9]{4}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|02-(?:0[1-9]|1[0-9]|2[0-8]))|(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:[02468][048]|[13579][26])00)-02-29)T(?:[01]?[0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9][.,](?:[0-9]{6}|[+][0-9]{5}|-00000)(?:Z|[+-](?:[01][0-9]|2[0-4]):(?:[0-5][0-9]|60))$`
 	CreatedAt *metav1.MicroTime `json:"createdAt,omitempty"`
 	// admittedAt is when the session admitted the operation.
 	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=date-time
+	// +kubebuilder:validation:Pattern=`^(?:[0-9]{4}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|02-(?:0[1-9]|1[0-9]|2[0-8]))|(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:[02468][048]|[13579][26])00)-02-29)T(?:[01]?[0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9][.,](?:[0-9]{6}|[+][0-9]{5}|-00000)(?:Z|[+-](?:[01][0-9]|2[0-4]):(?:[0-5][0-9]|60))$`
 	AdmittedAt *metav1.MicroTime `json:"admittedAt,omitempty"`
 	// startedAt is when provisioning succeeded.
 	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=date-time
+	// +kubebuilder:validation:Pattern=`^(?:[0-9]{4}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|02-(?:0[1-9]|1[0-9]|2[0-8]))|(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:[02468][048]|[13579][26])00)-02-29)T(?:[01]?[0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9][.,](?:[0-9]{6}|[+][0-9]{5}|-00000)(?:Z|[+-](?:[01][0-9]|2[0-4]):(?:[0-5][0-9]|60))$`
 	StartedAt *metav1.MicroTime `json:"startedAt,omitempty"`
 	// completedAt is when the operation became terminal.
 	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=date-time
+	// +kubebuilder:validation:Pattern=`^(?:[0-9]{4}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|02-(?:0[1-9]|1[0-9]|2[0-8]))|(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:[02468][048]|[13579][26])00)-02-29)T(?:[01]?[0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9][.,](?:[0-9]{6}|[+][0-9]{5}|-00000)(?:Z|[+-](?:[01][0-9]|2[0-4]):(?:[0-5][0-9]|60))$`
 	CompletedAt *metav1.MicroTime `json:"completedAt,omitempty"`
 	// lastHeartbeatTime is the latest agent status write; heartbeatTimeout counts from it.
 	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=date-time
+	// +kubebuilder:validation:Pattern=`^(?:[0-9]{4}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|02-(?:0[1-9]|1[0-9]|2[0-8]))|(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:[02468][048]|[13579][26])00)-02-29)T(?:[01]?[0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9][.,](?:[0-9]{6}|[+][0-9]{5}|-00000)(?:Z|[+-](?:[01][0-9]|2[0-4]):(?:[0-5][0-9]|60))$`
 	LastHeartbeatTime *metav1.MicroTime `json:"lastHeartbeatTime,omitempty"`
+
+	// Malformed lists the problems decoding found in this status, such as a
+	// timestamp without six fractional digits (read anyway) or an unreadable
+	// one (dropped). Never serialised.
+	Malformed []string `json:"-"`
 }
 
 // Operation is one background tool job or mob member child of a session.
 //
+// The rules on status above run only when both the old and the new object
+// have a status. These two, at the root, cover the first status write (a
+// missing old status is Pending) and the removal of a finished status.
+//
+// +kubebuilder:validation:XValidation:rule="has(oldSelf.status) || !has(self.status) || !has(self.status.phase) || self.status.phase in ['Pending', 'Provisioning', 'Rejected', 'Cancelled', 'Terminated']",messageExpression="'invalid lifecycle transition: Pending -> ' + self.status.phase"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.status) || !has(oldSelf.status.phase) || !(oldSelf.status.phase in ['Completed', 'Failed', 'Aborted', 'Cancelled', 'Retired', 'Terminated', 'Rejected']) || has(self.status)",messageExpression="'status cannot be removed: the operation is ' + oldSelf.status.phase + ', and the status of a finished operation is sealed'"
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=ops;op,categories=meerkat

@@ -47,11 +47,21 @@ type OpsSessionSpec struct {
 
 	// provisioningTimeout is the default for operations that set none.
 	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('[0-9]') && self.matches('^[+]?(?:(?:[0-9]{1,6}(?:[.][0-9]*)?|[.][0-9]+)h)?(?:(?:[0-9]{1,7}(?:[.][0-9]*)?|[.][0-9]+)m)?(?:(?:[0-9]{1,9}(?:[.][0-9]*)?|[.][0-9]+)s)?(?:(?:[0-9]{1,12}(?:[.][0-9]*)?|[.][0-9]+)ms)?(?:(?:[0-9]{1,15}(?:[.][0-9]*)?|[.][0-9]+)(?:us|µs|μs))?(?:(?:[0-9]{1,18}(?:[.][0-9]*)?|[.][0-9]+)ns)?$') && duration(self) > duration('0s')",messageExpression="'spec.provisioningTimeout: ' + self + ' is not a positive duration such as 90s, 5m or 1h30m (units h, m, s, ms, us, ns, in that order, each at most once; below 1000000h)'"
 	ProvisioningTimeout *metav1.Duration `json:"provisioningTimeout,omitempty"`
 
 	// heartbeatTimeout is the default for operations that set none.
 	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('[0-9]') && self.matches('^[+]?(?:(?:[0-9]{1,6}(?:[.][0-9]*)?|[.][0-9]+)h)?(?:(?:[0-9]{1,7}(?:[.][0-9]*)?|[.][0-9]+)m)?(?:(?:[0-9]{1,9}(?:[.][0-9]*)?|[.][0-9]+)s)?(?:(?:[0-9]{1,12}(?:[.][0-9]*)?|[.][0-9]+)ms)?(?:(?:[0-9]{1,15}(?:[.][0-9]*)?|[.][0-9]+)(?:us|µs|μs))?(?:(?:[0-9]{1,18}(?:[.][0-9]*)?|[.][0-9]+)ns)?$') && duration(self) > duration('0s')",messageExpression="'spec.heartbeatTimeout: ' + self + ' is not a positive duration such as 90s, 5m or 1h30m (units h, m, s, ms, us, ns, in that order, each at most once; below 1000000h)'"
 	HeartbeatTimeout *metav1.Duration `json:"heartbeatTimeout,omitempty"`
+
+	// Malformed lists the problems decoding found in this spec, such as a
+	// default timeout Go cannot parse (dropped, so treated as unset). Never serialised.
+	Malformed []string `json:"-"`
 }
 
 // Termination is a terminate_owner request.

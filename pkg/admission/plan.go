@@ -162,10 +162,11 @@ func countFinal(ops []*opsv1.Operation) int {
 	return n
 }
 
-// SortFIFO orders operations by registration time, then name.
+// SortFIFO orders operations by registration time (lifecycle.RegisteredAt,
+// which no status write can move), then name.
 func SortFIFO(ops []*opsv1.Operation) {
 	slices.SortStableFunc(ops, func(a, b *opsv1.Operation) int {
-		ta, tb := lifecycle.CreatedAt(a), lifecycle.CreatedAt(b)
+		ta, tb := lifecycle.RegisteredAt(a), lifecycle.RegisteredAt(b)
 		if c := ta.Time.Compare(tb.Time); c != 0 {
 			return c
 		}

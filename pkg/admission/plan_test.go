@@ -39,9 +39,12 @@ var base = time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
 type opOption func(*opsv1.Operation)
 
 // createdAt writes the client's created-at annotation, base + d.
+// createdAt registers op at base+d, as a client and the API server would:
+// the annotation at microseconds, creationTimestamp at its second.
 func createdAt(d time.Duration) opOption {
 	return func(op *opsv1.Operation) {
 		op.Annotations[opsv1.AnnotationCreatedAt] = base.Add(d).Format(time.RFC3339Nano)
+		op.CreationTimestamp = metav1.NewTime(base.Add(d).Truncate(time.Second))
 	}
 }
 
@@ -510,9 +513,14 @@ func TestSortFIFO(t *testing.T) {
 	ops := []*opsv1.Operation{
 		newOp("b", pending, createdAt(time.Second)),
 		newOp("a", pending, createdAt(time.Second)),
-		newOp("status-wins", pending, createdAt(time.Hour), func(op *opsv1.Operation) {
-			m := metav1.NewMicroTime(base.Add(-time.Second))
+		// Neither a status write nor a forged annotation moves an operation
+		// ahead of those the API server stored before it.
+		newOp("status-ignored", pending, createdAt(time.Hour), func(op *opsv1.Operation) {
+			m := metav1.NewMicroTime(base.Add(-time.Hour))
 			op.Status.CreatedAt = &m
+		}),
+		newOp("forged-annotation", pending, createdAt(3*time.Second), func(op *opsv1.Operation) {
+			op.Annotations[opsv1.AnnotationCreatedAt] = base.Add(-time.Hour).Format(time.RFC3339Nano)
 		}),
 		newOp("bad-annotation", pending, func(op *opsv1.Operation) {
 			op.Annotations[opsv1.AnnotationCreatedAt] = "soon"
@@ -521,7 +529,7 @@ func TestSortFIFO(t *testing.T) {
 		newOp("micro", pending, createdAt(time.Second-time.Microsecond)),
 	}
 	admission.SortFIFO(ops)
-	want := []string{"status-wins", "micro", "a", "b", "bad-annotation"}
+	want := []string{"micro", "a", "b", "bad-annotation", "forged-annotation", "status-ignored"}
 	if diff := cmp.Diff(want, names(ops)); diff != "" {
 		t.Errorf("order (-want +got):\n%s", diff)
 	}

@@ -40,9 +40,9 @@ func Apply(op *opsv1.Operation, c Call, a Args, now time.Time) error {
 	switch c {
 	case Admit:
 		st.AdmittedAt = &ts
-		if st.CreatedAt == nil {
-			st.CreatedAt = ptrTo(CreatedAt(op))
-		}
+		// Whatever a writer put here while the operation was Pending, the
+		// registration time is what the API server vouches for.
+		st.CreatedAt = ptrTo(RegisteredAt(op))
 		st.LastHeartbeatTime = &ts
 	case Reject:
 		st.Rejection = a.Rejection
@@ -124,18 +124,39 @@ func outcomeFor(phase opsv1.OperationPhase, a Args) *opsv1.TerminalOutcome {
 	return o
 }
 
-// CreatedAt is the registration time: the created-at annotation the client
-// writes at microsecond precision, else metadata.creationTimestamp.
+// CreatedAt is the registration time the snapshot reports: status.createdAt
+// once written, else RegisteredAt.
 func CreatedAt(op *opsv1.Operation) metav1.MicroTime {
 	if op.Status.CreatedAt != nil {
 		return *op.Status.CreatedAt
 	}
-	if s, ok := op.Annotations[opsv1.AnnotationCreatedAt]; ok {
-		if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-			return metav1.NewMicroTime(t)
-		}
+	return RegisteredAt(op)
+}
+
+// RegisteredAt is the registration time as far as the API server vouches
+// for it, and the Queue policy's FIFO key. metadata.creationTimestamp is set
+// by the API server but has only seconds; the created-at annotation, written
+// by the client at microsecond precision, refines it within that second and
+// no further. So an agent that forges the annotation can reorder only among
+// operations created in the same second, never jump the queue.
+func RegisteredAt(op *opsv1.Operation) metav1.MicroTime {
+	created := op.CreationTimestamp.Time
+	s, ok := op.Annotations[opsv1.AnnotationCreatedAt]
+	if !ok {
+		return metav1.NewMicroTime(created)
 	}
-	return metav1.NewMicroTime(op.CreationTimestamp.Time)
+	t, err := time.Parse(time.RFC3339Nano, s)
+	switch {
+	case err != nil:
+		return metav1.NewMicroTime(created)
+	case created.IsZero():
+		// not stored yet (unit tests): nothing to vouch for it
+	case t.Before(created):
+		t = created
+	case !t.Before(created.Add(time.Second)):
+		t = created.Add(time.Second - time.Microsecond)
+	}
+	return metav1.NewMicroTime(t)
 }
 
 // notBefore keeps times ordered (created <= started <= completed) when they

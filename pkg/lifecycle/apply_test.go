@@ -679,8 +679,16 @@ func TestCreatedAt(t *testing.T) {
 			op: newOp("a", opsv1.BackgroundToolOp, pending, withAnnotation("not a time")), want: tCreation,
 		},
 		"an RFC 3339 annotation without fraction": {
-			op:   newOp("a", opsv1.BackgroundToolOp, pending, withAnnotation("2026-03-01T09:59:58Z")),
-			want: tCreation.Add(-2 * time.Second),
+			op:   newOp("a", opsv1.BackgroundToolOp, pending, withAnnotation("2026-03-01T10:00:00Z")),
+			want: tCreation,
+		},
+		"an annotation before creationTimestamp is raised to it": {
+			op:   newOp("a", opsv1.BackgroundToolOp, pending, withAnnotation("2026-03-01T09:00:00.5Z")),
+			want: tCreation,
+		},
+		"an annotation past the creation second is kept within it": {
+			op:   newOp("a", opsv1.BackgroundToolOp, pending, withAnnotation("2026-03-01T10:00:07Z")),
+			want: tCreation.Add(time.Second - time.Microsecond),
 		},
 	}
 	for name, tc := range cases {
@@ -689,6 +697,22 @@ func TestCreatedAt(t *testing.T) {
 				t.Errorf("CreatedAt = %v, want %v", got.Time, tc.want)
 			}
 		})
+	}
+}
+
+// TestRegisteredAtIgnoresStatus: the FIFO key is what the API server vouches
+// for, not a status.createdAt that any status writer could set, and
+// admission stores that key as status.createdAt.
+func TestRegisteredAtIgnoresStatus(t *testing.T) {
+	op := newOp("a", opsv1.BackgroundToolOp, pending, func(op *opsv1.Operation) { op.Status.CreatedAt = micro(tCreation.Add(-time.Hour)) })
+	if got := lifecycle.RegisteredAt(op); !got.Time.Equal(tAnnotation) {
+		t.Errorf("RegisteredAt = %v, want %v", got.Time, tAnnotation)
+	}
+	if err := lifecycle.Apply(op, lifecycle.Admit, lifecycle.Args{}, tAdmitted); err != nil {
+		t.Fatal(err)
+	}
+	if got := op.Status.CreatedAt.Time; !got.Equal(tAnnotation) {
+		t.Errorf("status.createdAt after Admit = %v, want %v", got, tAnnotation)
 	}
 }
 

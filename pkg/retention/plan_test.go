@@ -26,10 +26,12 @@ func completedAt(d time.Duration) opOption {
 	}
 }
 
-// createdAt writes the client's created-at annotation, base + d.
+// createdAt registers op at base + d, as a client and the API server would:
+// the created-at annotation at microseconds, creationTimestamp at its second.
 func createdAt(d time.Duration) opOption {
 	return func(op *opsv1.Operation) {
 		op.Annotations[opsv1.AnnotationCreatedAt] = base.Add(d).Format(time.RFC3339Nano)
+		op.CreationTimestamp = metav1.NewTime(base.Add(d).Truncate(time.Second))
 	}
 }
 

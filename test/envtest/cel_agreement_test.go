@@ -58,14 +58,14 @@ func statusFor(op *opsv1.Operation, p opsv1.OperationPhase) opsv1.OperationStatu
 // controller's condition writes.
 func writePhase(ctx context.Context, op *opsv1.Operation, p opsv1.OperationPhase) error {
 	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		if err := k8s.Get(ctx, objKey(op), op); err != nil {
+		if err := controllerIdentity.Get(ctx, objKey(op), op); err != nil {
 			return err
 		}
 		if lifecycle.IsFinal(op.Status.Phase) && op.Status.Phase == p {
-			return k8s.Status().Update(ctx, op) // same terminal status again
+			return controllerIdentity.Status().Update(ctx, op) // same terminal status again
 		}
 		op.Status = statusFor(op, p)
-		return k8s.Status().Update(ctx, op)
+		return controllerIdentity.Status().Update(ctx, op)
 	})
 }
 

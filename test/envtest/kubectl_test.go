@@ -13,8 +13,13 @@ import (
 )
 
 // kubectlRun runs the v1.37.2 kubectl from bin/ against the envtest API server.
+// It runs as a person with the editor role.
 func kubectlRun(ctx context.Context, ns string, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, kubectl, append([]string{"--kubeconfig", kubeconf, "-n", ns}, args...)...)
+	return kubectlAs(ctx, kubeconf, ns, args...)
+}
+
+func kubectlAs(ctx context.Context, kubeconfig, ns string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, kubectl, append([]string{"--kubeconfig", kubeconfig, "-n", ns}, args...)...)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
@@ -58,8 +63,9 @@ func TestKubectlApplyCancelAndWait(t *testing.T) {
 	g.Expect(err).To(HaveOccurred())
 	g.Expect(out).To(ContainSubstring("spec.cancel is write-once"))
 
-	// An illegal status write is refused, naming both phases.
-	out, err = kubectlRun(ctx, ns, "patch", "operation/index-repository", "--subresource=status", "--type=merge", "-p", `{"status":{"phase":"Running"}}`)
+	// An illegal status write, by an agent (a person may not write status
+	// at all), is refused, naming both phases.
+	out, err = kubectlAs(ctx, agentKubeconf, ns, "patch", "operation/index-repository", "--subresource=status", "--type=merge", "-p", `{"status":{"phase":"Running"}}`)
 	g.Expect(err).To(HaveOccurred())
 	g.Expect(out).To(ContainSubstring("invalid lifecycle transition: Cancelled -> Running"))
 
@@ -94,7 +100,7 @@ spec: {sessionName: s, kind: MobMemberChild, displayName: worker}
 
 	// The agent reports provisioning succeeded through the status subresource.
 	patch := `{"status":{"phase":"Running","startedAt":"` + time.Now().UTC().Format("2006-01-02T15:04:05.000000Z") + `"}}`
-	out, err = kubectlRun(ctx, ns, "patch", "operation/worker", "--subresource=status", "--type=merge", "-p", patch)
+	out, err = kubectlAs(ctx, agentKubeconf, ns, "patch", "operation/worker", "--subresource=status", "--type=merge", "-p", patch)
 	g.Expect(err).NotTo(HaveOccurred(), out)
 	// The controller refreshes the conditions the raw patch did not touch.
 	out, err = kubectlRun(ctx, ns, "wait", "--for=condition=Ready", "operation/worker", "--timeout=60s")

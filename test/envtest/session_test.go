@@ -8,7 +8,7 @@ import (
 
 	. "github.com/onsi/gomega"
 	dto "github.com/prometheus/client_model/go"
-	eventsv1 "k8s.io/api/events/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -253,13 +253,15 @@ func TestSessionStatusAndMetrics(t *testing.T) {
 
 func eventReasons(ctx context.Context, ns, name string) func() []string {
 	return func() []string {
-		var list eventsv1.EventList
+		// core/v1, as `kubectl describe` reads them: the built-in view and
+		// edit roles grant events in the core group only.
+		var list corev1.EventList
 		if err := k8s.List(ctx, &list, client.InNamespace(ns)); err != nil {
 			return nil
 		}
 		var out []string
 		for _, e := range list.Items {
-			if e.Regarding.Name == name {
+			if e.InvolvedObject.Name == name {
 				out = append(out, e.Reason)
 			}
 		}

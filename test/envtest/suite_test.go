@@ -22,18 +22,31 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	opsv1 "github.com/meerkat-ops/ops-operator/api/v1alpha1"
+	"github.com/meerkat-ops/ops-operator/internal/controlplane"
 	"github.com/meerkat-ops/ops-operator/internal/manager"
 	"github.com/meerkat-ops/ops-operator/pkg/opsclient"
 	"github.com/meerkat-ops/ops-operator/test/envtest/testenv"
 )
 
+// Each identity is a user bound to the role we ship for it; system:masters
+// (admin) only installs the CRDs, the policy and the roles, and creates the
+// tests' namespaces.
 var (
-	cfg       *rest.Config
-	k8s       client.WithWatch
-	testEnv   *envtest.Environment
-	kubectl   string
-	kubeconf  string
-	nsCounter atomic.Int64
+	cfg     *rest.Config
+	admin   client.WithWatch
+	testEnv *envtest.Environment
+	// k8s is a person with the editor role, as with kubectl.
+	k8s client.WithWatch
+	// agent is an in-cluster agent with the agent role: every registry
+	// (pkg/opsclient) and raw agent status write goes through it.
+	agent client.WithWatch
+	// controllerIdentity writes as the manager does (the manager role), for
+	// the CEL walk, which must reach every phase.
+	controllerIdentity client.WithWatch
+	kubectl            string
+	// kubeconf is a person with the editor role; agentKubeconf an agent.
+	kubeconf, agentKubeconf string
+	nsCounter          atomic.Int64
 )
 
 func TestMain(m *testing.M) {
@@ -43,21 +56,35 @@ func TestMain(m *testing.M) {
 func run(m *testing.M) int {
 	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapLevel())))
 	var err error
-	if testEnv, cfg, k8s, err = testenv.Start(); err != nil {
+	if testEnv, cfg, admin, err = testenv.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	defer func() { _ = testEnv.Stop() }()
+	if err := identities(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	kubectl = filepath.Join(testenv.Assets(), "kubectl")
-	if kubeconf, err = writeKubeconfig(); err != nil {
+	if kubeconf, err = writeKubeconfig(controlplane.Editor, "kubectl-editor"); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	defer os.Remove(kubeconf)
+	if agentKubeconf, err = writeKubeconfig(controlplane.Agent, "kubectl-agent"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.Remove(agentKubeconf)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	mgr, err := manager.New(cfg, manager.Options{
+	mgrCfg, err := testenv.User(testEnv, controlplane.Manager, "ops-operator-manager")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	mgr, err := manager.New(mgrCfg, manager.Options{
 		MetricsAddr: "0", ProbeAddr: "0", Clock: clock.RealClock{},
 		SessionConcurrency: 4, OperationConcurrency: 4, CountsInterval: 50 * time.Millisecond,
 	})
@@ -78,6 +105,17 @@ func run(m *testing.M) int {
 	return m.Run()
 }
 
+func identities() (err error) {
+	if k8s, err = testenv.Client(testEnv, controlplane.Editor, "editor"); err != nil {
+		return err
+	}
+	if agent, err = testenv.Client(testEnv, controlplane.Agent, "agent"); err != nil {
+		return err
+	}
+	controllerIdentity, err = testenv.Client(testEnv, controlplane.Manager, "cel-walker")
+	return err
+}
+
 func zapLevel() zapcore.Level {
 	if os.Getenv("TEST_VERBOSE_MANAGER") != "" {
 		return -1
@@ -90,10 +128,10 @@ func warmUp() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	ns := "warm-up-manager"
-	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+	if err := admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 		return err
 	}
-	rt := opsclient.NewFromClient(k8s, ns, clock.RealClock{})
+	rt := opsclient.NewFromClient(agent, ns, clock.RealClock{})
 	defer rt.Close()
 	if err := rt.RegisterSession(ctx, "warm-up", opsclient.SessionConfig{}); err != nil {
 		return err
@@ -109,7 +147,7 @@ func warmUp() error {
 func newNamespace(t *testing.T) string {
 	t.Helper()
 	name := fmt.Sprintf("t%03d", nsCounter.Add(1))
-	if err := k8s.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}); err != nil {
+	if err := admin.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}); err != nil {
 		t.Fatalf("creating namespace: %v", err)
 	}
 	return name
@@ -119,7 +157,7 @@ func newNamespace(t *testing.T) string {
 func newRegistry(t *testing.T, sc opsclient.SessionConfig) (*opsclient.Runtime, *opsclient.Registry) {
 	t.Helper()
 	ctx := testContext(t)
-	rt := opsclient.NewFromClient(k8s, newNamespace(t), clock.RealClock{})
+	rt := opsclient.NewFromClient(agent, newNamespace(t), clock.RealClock{})
 	t.Cleanup(rt.Close)
 	id := opsclient.NewSessionID()
 	if err := rt.RegisterSession(ctx, id, sc); err != nil {
@@ -139,12 +177,8 @@ func testContext(t *testing.T) context.Context {
 	return ctx
 }
 
-func writeKubeconfig() (string, error) {
-	user, err := testEnv.AddUser(envtest.User{Name: "tester", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		return "", err
-	}
-	kc, err := user.KubeConfig()
+func writeKubeconfig(p controlplane.Persona, user string) (string, error) {
+	kc, err := controlplane.KubeConfig(testEnv, p, user)
 	if err != nil {
 		return "", err
 	}

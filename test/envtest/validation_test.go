@@ -59,7 +59,7 @@ func TestInvalidObjectsAreRefused(t *testing.T) {
 	g.Expect(k8s.Create(ctx, good)).To(Succeed())
 	// Merge patches without a resourceVersion: the controller may write
 	// this operation's conditions at any moment.
-	err := k8s.Status().Patch(ctx, good, client.RawPatch(types.MergePatchType, []byte(`{"status":{"progress":{"percent":1.5}}}`)))
+	err := agent.Status().Patch(ctx, good, client.RawPatch(types.MergePatchType, []byte(`{"status":{"progress":{"percent":1.5}}}`)))
 	g.Expect(apierrors.IsInvalid(err)).To(BeTrue(), "got %v", err)
 	g.Expect(err.Error()).To(ContainSubstring("status.progress.percent"))
 

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
-	eventsv1 "k8s.io/api/events/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -249,11 +249,11 @@ func TestTerminateSessionMixedPhases(t *testing.T) {
 	t.Logf("operations=50 terminated=%d kept=%d", terminated, 50-terminated)
 	g.Expect(terminated).To(Equal(35))
 	g.Eventually(func() []string {
-		var events eventsv1.EventList
+		var events corev1.EventList // as a person reads them: core/v1
 		_ = k8s.List(ctx, &events, client.InNamespace(ns))
 		var reasons []string
 		for _, e := range events.Items {
-			if e.Regarding.Kind == "OpsSession" {
+			if e.InvolvedObject.Kind == "OpsSession" {
 				reasons = append(reasons, e.Reason)
 			}
 		}

@@ -68,16 +68,16 @@ func TestStaleCacheCannotOverAdmit(t *testing.T) {
 	}
 	req := ctrl.Request{NamespacedName: client.ObjectKeyFromObject(sess)}
 	reconciler := func(c client.Client) *controllers.OpsSessionReconciler {
-		return &controllers.OpsSessionReconciler{Client: c, APIReader: k8s, Clock: clock.RealClock{}}
+		return &controllers.OpsSessionReconciler{Client: c, APIReader: controllerIdentity, Clock: clock.RealClock{}}
 	}
 
 	stale := sess.DeepCopy() // the session before A was admitted
 	newOp("a")
-	_, err := reconciler(k8s).Reconcile(ctx, req)
+	_, err := reconciler(controllerIdentity).Reconcile(ctx, req)
 	g.Expect(err).NotTo(HaveOccurred())
 	x := newOp("x")
 
-	res, err := reconciler(&staleClient{Client: k8s, session: stale, hide: map[string]bool{"a": true}}).Reconcile(ctx, req)
+	res, err := reconciler(&staleClient{Client: controllerIdentity, session: stale, hide: map[string]bool{"a": true}}).Reconcile(ctx, req)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(res.RequeueAfter).To(BeNumerically(">", 0), "a lost optimistic lock is retried")
 
@@ -94,7 +94,7 @@ func TestStaleCacheCannotOverAdmit(t *testing.T) {
 	g.Expect(lifecycle.Normalize(x.Status.Phase)).To(Equal(opsv1.PhasePending))
 
 	// With a true view again, X waits in the queue until A finishes.
-	_, err = reconciler(k8s).Reconcile(ctx, req)
+	_, err = reconciler(controllerIdentity).Reconcile(ctx, req)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(x), x)).To(Succeed())
 	g.Expect(lifecycle.Normalize(x.Status.Phase)).To(Equal(opsv1.PhasePending))

@@ -20,22 +20,39 @@ import (
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	opsv1 "github.com/meerkat-ops/ops-operator/api/v1alpha1"
+	"github.com/meerkat-ops/ops-operator/internal/controlplane"
 	"github.com/meerkat-ops/ops-operator/internal/manager"
 	"github.com/meerkat-ops/ops-operator/pkg/lifecycle"
 	"github.com/meerkat-ops/ops-operator/pkg/opsclient"
 	"github.com/meerkat-ops/ops-operator/test/envtest/testenv"
 )
 
+// Identities: system:masters (cfg, admin) only installs the CRDs, the
+// policy and the roles and creates namespaces; managers run as the manager
+// role, agents as the agent role, and the tests look on as a person.
 var (
-	cfg       *rest.Config
-	k8s       client.WithWatch
-	nsCounter atomic.Int64
+	testEnv *envtest.Environment
+	cfg     *rest.Config
+	admin   client.WithWatch
+	// k8s is a person with the editor role.
+	k8s client.WithWatch
+	// agent is an agent with the agent role, for the registries.
+	agent client.WithWatch
+	// controllerIdentity has the manager role, for reconcilers driven by hand.
+	controllerIdentity client.WithWatch
+	nsCounter          atomic.Int64
 )
 
-func TestMain(m *testing.M) { os.Exit(run(m)) }
+func TestMain(m *testing.M) {
+	if kubeconfig := os.Getenv(managerKubeconfigEnv); kubeconfig != "" {
+		os.Exit(runManagerProcess(kubeconfig)) // a manager subprocess (rejection_fence_test.go), not the tests
+	}
+	os.Exit(run(m))
+}
 
 func run(m *testing.M) int {
 	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapcore.ErrorLevel)))
@@ -45,7 +62,19 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer func() { _ = env.Stop() }()
-	cfg, k8s = c, wc
+	testEnv, cfg, admin = env, c, wc
+	if k8s, err = testenv.Client(env, controlplane.Editor, "editor"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if agent, err = testenv.Client(env, controlplane.Agent, "agent"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if controllerIdentity, err = testenv.Client(env, controlplane.Manager, "controller-by-hand"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	return m.Run()
 }
 
@@ -67,7 +96,10 @@ func (r *runningManager) stop(t *testing.T) {
 // is exactly the case where leader election is no fence.
 func startManager(t *testing.T) *runningManager {
 	t.Helper()
-	mgrCfg := rest.CopyConfig(cfg)
+	mgrCfg, err := managerIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
 	mgr, err := manager.New(mgrCfg, manager.Options{
 		MetricsAddr: "0", ProbeAddr: "0", Clock: clock.RealClock{}, SkipNameValidation: true,
 		SessionConcurrency: 2, OperationConcurrency: 4, CountsInterval: 50 * time.Millisecond,
@@ -85,7 +117,7 @@ func startManager(t *testing.T) *runningManager {
 func newNamespace(t *testing.T) string {
 	t.Helper()
 	name := fmt.Sprintf("r%03d", nsCounter.Add(1))
-	if err := k8s.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}); err != nil {
+	if err := admin.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}); err != nil {
 		t.Fatal(err)
 	}
 	return name
@@ -207,7 +239,7 @@ func newSession(ctx context.Context, t *testing.T, ns, name string, spec opsv1.O
 	if err := k8s.Create(ctx, s); err != nil {
 		t.Fatal(err)
 	}
-	rt := opsclient.NewFromClient(k8s, ns, clock.RealClock{})
+	rt := opsclient.NewFromClient(agent, ns, clock.RealClock{})
 	t.Cleanup(rt.Close)
 	reg, err := rt.OpsLifecycleRegistry(ctx, name)
 	if err != nil {

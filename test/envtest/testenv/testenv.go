@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	opsv1 "github.com/meerkat-ops/ops-operator/api/v1alpha1"
+	"github.com/meerkat-ops/ops-operator/internal/controlplane"
 	"github.com/meerkat-ops/ops-operator/pkg/opsclient"
 )
 
@@ -35,14 +36,13 @@ func Assets() string {
 	return filepath.Join(Root(), "bin")
 }
 
-// Start starts the control plane with the CRDs installed, a client for it,
-// and takes the API server's first-write stall on the new CRDs.
+// Start starts the control plane with the CRDs, the admission policy and
+// the shipped roles installed (internal/controlplane), an admin client for
+// setting up test namespaces, and takes the API server's first-write stall on
+// the new CRDs. Everything else a test does should go through an identity
+// from User.
 func Start() (*envtest.Environment, *rest.Config, client.WithWatch, error) {
-	env := &envtest.Environment{
-		BinaryAssetsDirectory: Assets(),
-		CRDDirectoryPaths:     []string{filepath.Join(Root(), "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-	}
+	env := controlplane.Environment(Assets(), Root())
 	cfg, err := env.Start()
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("starting envtest (run `make controlplane` first): %w", err)
@@ -55,6 +55,10 @@ func Start() (*envtest.Environment, *rest.Config, client.WithWatch, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	if err := controlplane.Install(ctx, env, Root()); err != nil {
+		_ = env.Stop()
+		return nil, nil, nil, err
+	}
 	// The API server stalls the first write to a just-created CRD; take it here.
 	_ = c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "warm-up"}})
 	_ = c.Create(ctx, &opsv1.OpsSession{ObjectMeta: metav1.ObjectMeta{Name: "warm-up", Namespace: "warm-up"}})
@@ -64,4 +68,24 @@ func Start() (*envtest.Environment, *rest.Config, client.WithWatch, error) {
 		return nil, nil, nil, fmt.Errorf("warm-up write: %w", err)
 	}
 	return env, cfg, c, nil
+}
+
+// User returns a client configuration for a new user of persona p, with the
+// same client-side rate limits as the admin's.
+func User(env *envtest.Environment, p controlplane.Persona, name string) (*rest.Config, error) {
+	cfg, err := controlplane.User(env, p, name)
+	if err != nil {
+		return nil, err
+	}
+	cfg.QPS, cfg.Burst = 500, 1000
+	return cfg, nil
+}
+
+// Client returns a client with watches for a new user of persona p.
+func Client(env *envtest.Environment, p controlplane.Persona, name string) (client.WithWatch, error) {
+	cfg, err := User(env, p, name)
+	if err != nil {
+		return nil, err
+	}
+	return client.NewWithWatch(cfg, client.Options{Scheme: opsclient.Scheme()})
 }

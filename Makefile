@@ -66,11 +66,13 @@ run: controlplane ## Start a local control plane with the CRDs and run the manag
 	exec $(BIN)/devcluster --bin $(BIN) --data .local
 
 .PHONY: install
-install: ## Install the CRDs into the cluster in KUBECONFIG.
+install: ## Install the CRDs and the admission policy into the cluster in KUBECONFIG.
 	kubectl apply --server-side -f config/crd/bases
+	kubectl apply --server-side -k config/policy
 
 .PHONY: uninstall
 uninstall:
+	kubectl delete -k config/policy
 	kubectl delete -f config/crd/bases
 
 .PHONY: run-cluster
@@ -78,7 +80,7 @@ run-cluster: build ## Run the manager against the cluster in KUBECONFIG (after m
 	$(BIN)/manager
 
 .PHONY: deploy
-deploy: ## Deploy the manager with kustomize (needs an image; see config/manager).
+deploy: ## Deploy CRDs, policy, roles and the manager with kustomize (needs an image; see config/manager).
 	kubectl apply -k config/default
 
 .PHONY: bench

@@ -17,6 +17,8 @@ import (
 
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/meerkat-ops/ops-operator/internal/controlplane"
 )
 
 // cluster is the local control plane, started as cmd/devcluster starts it:
@@ -26,6 +28,8 @@ type cluster struct {
 	env        *envtest.Environment
 	dir        string
 	kubeconfig string
+	// managerKubeconfig is a user bound to the shipped manager role.
+	managerKubeconfig string
 	// cfg is the bench user's config (system:masters), without rate limits set.
 	cfg *rest.Config
 }
@@ -38,16 +42,32 @@ func startCluster(bin, crds string) (*cluster, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "etcd"), 0o700); err != nil {
 		return nil, err
 	}
-	env := &envtest.Environment{
-		BinaryAssetsDirectory: bin,
-		CRDDirectoryPaths:     []string{crds},
-		ErrorIfCRDPathMissing: true,
-	}
+	// The repository's top folder: crds is its config/crd/bases.
+	root := filepath.Join(crds, "..", "..", "..")
+	env := controlplane.Environment(bin, root)
 	env.ControlPlane.Etcd = &envtest.Etcd{DataDir: filepath.Join(dir, "etcd")}
 	c := &cluster{env: env, dir: dir}
 	if _, err := env.Start(); err != nil {
 		c.stop()
 		return nil, fmt.Errorf("starting the control plane: %w", err)
+	}
+	// The admission policy and the roles, as in a cluster: the manager runs
+	// as the manager role, and every status write pays for the policy.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := controlplane.Install(ctx, env, root); err != nil {
+		c.stop()
+		return nil, err
+	}
+	mkc, err := controlplane.KubeConfig(env, controlplane.Manager, "ops-operator-manager")
+	if err != nil {
+		c.stop()
+		return nil, err
+	}
+	c.managerKubeconfig = filepath.Join(dir, "manager.kubeconfig")
+	if err := os.WriteFile(c.managerKubeconfig, mkc, 0o600); err != nil {
+		c.stop()
+		return nil, err
 	}
 	user, err := env.AddUser(envtest.User{Name: "bench", Groups: []string{"system:masters"}}, nil)
 	if err != nil {
@@ -252,7 +272,7 @@ func (m *managerProc) start() error {
 	if m.probeAddr, err = freeAddr(); err != nil {
 		return err
 	}
-	args := []string{"--metrics-bind-address=" + m.metricsAddr, "--health-probe-bind-address=" + m.probeAddr}
+	args := []string{"--metrics-bind-address=" + m.metricsAddr, "--metrics-secure=false", "--health-probe-bind-address=" + m.probeAddr}
 	if m.pprof {
 		if m.pprofAddr, err = freeAddr(); err != nil {
 			return err

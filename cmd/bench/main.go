@@ -232,7 +232,7 @@ func (b *bench) run(ctx context.Context) error {
 		return fmt.Errorf("warm-up: %w", err)
 	}
 	b.mgr = &managerProc{
-		bin: cfg.managerBin, kubeconfig: cl.kubeconfig, args: cfg.managerArgs,
+		bin: cfg.managerBin, kubeconfig: cl.managerKubeconfig, args: cfg.managerArgs,
 		logPath: filepath.Join(b.resultsDir, "manager.log"),
 	}
 	if cfg.managerGOMEMLIMIT != "" {

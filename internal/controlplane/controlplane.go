@@ -49,7 +49,7 @@ var (
 	// cluster aggregates ops-operator-viewer. A local control plane runs no
 	// aggregation controller, so view is bound through the role it
 	// aggregates (system:aggregate-to-view) and ours beside it.
-	Viewer = Persona{Group: "ops-operator:viewers", ClusterRoles: []string{"system:aggregate-to-view", "ops-operator-viewer", "ops-operator-metrics-reader"}}
+	Viewer = Persona{Group: "ops-operator:viewers", ClusterRoles: []string{"system:aggregate-to-view", "ops-operator-viewer"}}
 	// Editor is a person who runs sessions: creates, re-limits, cancels.
 	// Likewise the built-in edit role and ops-operator-editor.
 	Editor = Persona{Group: "ops-operator:editors", ClusterRoles: []string{"system:aggregate-to-view", "system:aggregate-to-edit", "ops-operator-editor"}}

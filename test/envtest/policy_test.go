@@ -242,9 +242,9 @@ func TestSessionLimitsAndStatusBelongToPeopleAndTheController(t *testing.T) {
 	}).Should(ContainElement(opsv1.FinalizerTerminate))
 
 	for name, body := range map[string]string{
-		"maxConcurrent":   `{"spec":{"maxConcurrent":1000}}`,
-		"maxCompleted":    `{"spec":{"maxCompleted":0}}`,
-		"admissionPolicy": `{"spec":{"admissionPolicy":"Queue"}}`,
+		"maxConcurrent":    `{"spec":{"maxConcurrent":1000}}`,
+		"maxCompleted":     `{"spec":{"maxCompleted":0}}`,
+		"admissionPolicy":  `{"spec":{"admissionPolicy":"Queue"}}`,
 		"heartbeatTimeout": `{"spec":{"heartbeatTimeout":"1h"}}`,
 	} {
 		err := agent.Patch(ctx, s.DeepCopy(), client.RawPatch(types.MergePatchType, []byte(body)))

@@ -46,7 +46,7 @@ var (
 	kubectl            string
 	// kubeconf is a person with the editor role; agentKubeconf an agent.
 	kubeconf, agentKubeconf string
-	nsCounter          atomic.Int64
+	nsCounter               atomic.Int64
 )
 
 func TestMain(m *testing.M) {

@@ -159,7 +159,9 @@ type OperationResult struct {
 type TerminalOutcome struct {
 	// type is the kind of outcome; it equals the terminal phase.
 	// +required
-	// +kubebuilder:validation:Enum=Completed;Failed;Aborted;Cancelled;Retired;Terminated
+	// The field's type carries every phase as its enum (the type's marker
+	// wins over a field's), so this rule names the six that may be an outcome.
+	// +kubebuilder:validation:XValidation:rule="self in ['Completed', 'Failed', 'Aborted', 'Cancelled', 'Retired', 'Terminated']",messageExpression="'outcome.type must be a terminal phase (Completed, Failed, Aborted, Cancelled, Retired or Terminated), not ' + self"
 	Type OperationPhase `json:"type"`
 	// result is set for Completed.
 	// +optional

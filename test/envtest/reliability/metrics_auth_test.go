@@ -25,7 +25,6 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 
 	opsv1 "github.com/meerkat-ops/ops-operator/api/v1alpha1"
@@ -75,7 +74,10 @@ func TestMetricsAuth(t *testing.T) {
 	}
 
 	addr := freeLoopbackAddr(t)
-	m := startMetricsManager(t, metricsManagerConfig(ctx, t, cs, ns), addr)
+	// Metrics served as in a cluster (cmd/manager's defaults), on addr.
+	m := startManagerAs(t, metricsManagerConfig(ctx, t, cs, ns), func(o *manager.Options) {
+		o.MetricsAddr, o.MetricsSecure = addr, true
+	})
 	defer m.stop(t)
 	url := "https://" + addr + "/metrics"
 	c := metricsHTTPClient()
@@ -147,24 +149,6 @@ func TestMetricsAuth(t *testing.T) {
 			t.Errorf("reader's metrics lack %s", want)
 		}
 	}
-}
-
-// startMetricsManager starts a manager whose metrics are served as in a
-// cluster (cmd/manager's defaults), on addr.
-func startMetricsManager(t *testing.T, mgrCfg *rest.Config, addr string) *runningManager {
-	t.Helper()
-	mgr, err := manager.New(mgrCfg, manager.Options{
-		MetricsAddr: addr, MetricsSecure: true, ProbeAddr: "0", Clock: clock.RealClock{}, SkipNameValidation: true,
-		SessionConcurrency: 2, OperationConcurrency: 2, CountsInterval: 50 * time.Millisecond,
-		GracefulShutdownTimeout: 10 * time.Second,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &runningManager{cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- mgr.Start(ctx) }()
-	return r
 }
 
 // metricsManagerConfig is the manager's identity: the service account

@@ -100,11 +100,20 @@ func startManager(t *testing.T) *runningManager {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mgr, err := manager.New(mgrCfg, manager.Options{
+	return startManagerAs(t, mgrCfg, func(*manager.Options) {})
+}
+
+// startManagerAs starts a manager as the identity of mgrCfg, with the tests'
+// options as amended by opts.
+func startManagerAs(t *testing.T, mgrCfg *rest.Config, opts func(*manager.Options)) *runningManager {
+	t.Helper()
+	o := manager.Options{
 		MetricsAddr: "0", ProbeAddr: "0", Clock: clock.RealClock{}, SkipNameValidation: true,
 		SessionConcurrency: 2, OperationConcurrency: 4, CountsInterval: 50 * time.Millisecond,
 		GracefulShutdownTimeout: 10 * time.Second,
-	})
+	}
+	opts(&o)
+	mgr, err := manager.New(mgrCfg, o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,9 +23,11 @@ import (
 // when someone wrote status without them.
 type OperationReconciler struct {
 	client.Client
-	Recorder recorder.EventRecorder
-	Clock    clock.PassiveClock
-	Metrics  *Metrics
+	// APIReader reads a finished operation whole: the cache trims it.
+	APIReader client.Reader
+	Recorder  recorder.EventRecorder
+	Clock     clock.PassiveClock
+	Metrics   *Metrics
 }
 
 // +kubebuilder:rbac:groups=ops.meerkat.dev,resources=operations,verbs=get;list;watch
@@ -41,9 +43,13 @@ func (r *OperationReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	// decoding; say so once. The pass goes on without them.
 	reportMalformedOperation(ctx, r.Recorder, op)
 	if lifecycle.IsFinal(op.Status.Phase) {
-		// Nothing changes a finished operation; its conditions were written
-		// with its final status (and the cache keeps only a trimmed copy).
-		return ctrl.Result{}, nil
+		// Nothing else changes a finished operation; only its conditions,
+		// when its writer left them stale.
+		if op.Annotations[CachedConditionsStale] == "" {
+			return ctrl.Result{}, nil
+		}
+		w := &writer{c: r.Client, rec: r.Recorder, now: r.Clock.Now(), metrics: r.Metrics}
+		return r.fixFinalConditions(ctx, req.NamespacedName, w)
 	}
 	sess := &opsv1.OpsSession{}
 	err := r.Get(ctx, types.NamespacedName{Namespace: op.Namespace, Name: op.Spec.SessionName}, sess)

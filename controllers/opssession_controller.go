@@ -119,7 +119,7 @@ func (r *OpsSessionReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 			w.event(done, "Warning", "Rejected", "%s", rejectionNote(rej))
 		}
 	}
-	reason := terminationReason(sess)
+	reason := admission.TerminationReason(sess)
 	for _, op := range plan.Terminate {
 		if w.apply(ctx, op, lifecycle.TerminateOwner, lifecycle.Args{Reason: &reason}) != nil {
 			w.note("Terminated", op.Name)
@@ -275,7 +275,7 @@ func (r *OpsSessionReconciler) confirmGone(ctx context.Context, sess *opsv1.OpsS
 // positive duration later (counts only, rate-limited), or -1 never.
 func (r *OpsSessionReconciler) statusDue(sess *opsv1.OpsSession, plan admission.Plan, terminated bool, now time.Time) time.Duration {
 	next := sess.DeepCopy()
-	setSessionStatus(next, plan, terminated, now)
+	admission.SetSessionStatus(next, plan, terminated, now)
 	st, cur := next.Status, sess.Status
 	if equalStatus(cur, st) {
 		return -1
@@ -293,14 +293,14 @@ func (r *OpsSessionReconciler) statusDue(sess *opsv1.OpsSession, plan admission.
 
 func (r *OpsSessionReconciler) writeStatus(ctx context.Context, sess *opsv1.OpsSession, plan admission.Plan, terminated bool, now time.Time) error {
 	wasTerminated := meta.IsStatusConditionTrue(sess.Status.Conditions, opsv1.ConditionTerminated)
-	setSessionStatus(sess, plan, terminated, now)
+	admission.SetSessionStatus(sess, plan, terminated, now)
 	// Update carries the cached resourceVersion: this is the optimistic lock.
 	if err := r.Status().Update(ctx, sess); err != nil {
 		return err
 	}
 	r.throttle.mark(client.ObjectKeyFromObject(sess).String()+"/counts", now)
 	if terminated && !wasTerminated && r.Recorder != nil {
-		r.Recorder.Eventf(sess, nil, "Normal", "Terminated", "Terminate", "session terminated: %s", terminationReason(sess))
+		r.Recorder.Eventf(sess, nil, "Normal", "Terminated", "Terminate", "session terminated: %s", admission.TerminationReason(sess))
 	}
 	return nil
 }
@@ -315,13 +315,6 @@ func (r *OpsSessionReconciler) deleteUnowned(ctx context.Context, sess *opsv1.Op
 		}
 	}
 	return nil
-}
-
-func terminationReason(sess *opsv1.OpsSession) string {
-	if sess.Spec.Termination != nil {
-		return sess.Spec.Termination.Reason
-	}
-	return "session deleted"
 }
 
 func rejectionNote(rej opsv1.Rejection) string {

@@ -9,13 +9,15 @@ import (
 	"github.com/meerkat-ops/ops-operator/pkg/lifecycle"
 )
 
-// unfinished passes the events of operations that are not final. Nothing is
-// left for the operation controller to do on a final one, and at start-up
-// this keeps tens of thousands of retained operations out of its queue.
+// unfinished passes the events of operations that are not final, and of
+// final ones whose conditions are stale (CachedConditionsStale). Nothing
+// else is left for the operation controller to do on a final one, and at
+// start-up this keeps tens of thousands of retained operations out of its
+// queue.
 func unfinished() predicate.Predicate {
 	return predicate.NewPredicateFuncs(func(o client.Object) bool {
 		op, ok := o.(*opsv1.Operation)
-		return !ok || !lifecycle.IsFinal(op.Status.Phase)
+		return !ok || !lifecycle.IsFinal(op.Status.Phase) || op.Annotations[CachedConditionsStale] != ""
 	})
 }
 

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"time"
-	"unicode/utf8"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -126,21 +125,7 @@ func (w *writer) refuse(op *opsv1.Operation, doing string, err error) {
 	if w.refused == nil {
 		w.refused = fmt.Errorf("%s operation %s: %w", doing, op.Name, err)
 	}
-	w.event(op, "Warning", "WriteRefused", "%s", truncateMessage(err.Error()))
-}
-
-// truncateMessage keeps an event's message within the API's 1 KiB note
-// without splitting a UTF-8 character.
-func truncateMessage(s string) string {
-	const max = 1024
-	if len(s) <= max {
-		return s
-	}
-	cut := max - len("...")
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "..."
+	w.event(op, "Warning", "WriteRefused", "%s", lifecycle.Truncate(err.Error(), 1024))
 }
 
 func (w *writer) event(obj client.Object, typ, reason, format string, args ...any) {

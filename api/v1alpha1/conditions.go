@@ -47,6 +47,11 @@ const (
 	// precision (RFC 3339), since metadata.creationTimestamp has only seconds.
 	// The controller copies it to status.createdAt at admission.
 	AnnotationCreatedAt = "ops.meerkat.dev/created-at"
+	// AnnotationDeclared, set to "true", says the Operation is declared in
+	// Git and kept there by a GitOps tool (Argo CD's tracking annotation and
+	// Flux's label say so too): retention never evicts it, since the tool
+	// would re-create it and the session would run it again.
+	AnnotationDeclared = "ops.meerkat.dev/declared"
 	// FinalizerTerminate makes deleting an OpsSession terminate its operations
 	// first, so watchers get an outcome before owner references cascade.
 	FinalizerTerminate = "ops.meerkat.dev/terminate-operations"

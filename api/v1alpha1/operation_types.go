@@ -47,15 +47,13 @@ const (
 )
 
 // OperationSpec is what an agent or a user declares about an operation.
-// Identity fields are immutable; control requests are write-once.
+// Identity fields are immutable; control requests are write-once (rules on
+// Operation, since removing one is allowed once the operation is final).
 //
 // +kubebuilder:validation:XValidation:rule="has(self.displayName) == has(oldSelf.displayName) && (!has(self.displayName) || self.displayName == oldSelf.displayName)",message="spec.displayName is immutable"
 // +kubebuilder:validation:XValidation:rule="has(self.sourceLabel) == has(oldSelf.sourceLabel) && (!has(self.sourceLabel) || self.sourceLabel == oldSelf.sourceLabel)",message="spec.sourceLabel is immutable"
 // +kubebuilder:validation:XValidation:rule="has(self.childSessionID) == has(oldSelf.childSessionID) && (!has(self.childSessionID) || self.childSessionID == oldSelf.childSessionID)",message="spec.childSessionID is immutable"
 // +kubebuilder:validation:XValidation:rule="has(self.expectPeerChannel) == has(oldSelf.expectPeerChannel) && (!has(self.expectPeerChannel) || self.expectPeerChannel == oldSelf.expectPeerChannel)",message="spec.expectPeerChannel is immutable"
-// +kubebuilder:validation:XValidation:rule="!has(oldSelf.cancel) || (has(self.cancel) && self.cancel == oldSelf.cancel)",message="spec.cancel is write-once: it cannot be changed or removed once set"
-// +kubebuilder:validation:XValidation:rule="!has(oldSelf.retire) || (has(self.retire) && self.retire == oldSelf.retire)",message="spec.retire is write-once: it cannot be changed or removed once set"
-// +kubebuilder:validation:XValidation:rule="!has(oldSelf.abort) || (has(self.abort) && self.abort == oldSelf.abort)",message="spec.abort is write-once: it cannot be changed or removed once set"
 type OperationSpec struct {
 	// sessionName is the OpsSession, in the same namespace, that owns this operation.
 	// +required
@@ -357,6 +355,13 @@ type OperationStatus struct {
 // have a status. These two, at the root, cover the first status write (a
 // missing old status is Pending) and the removal of a finished status.
 //
+// A control request is write-once while it can still take effect; once the
+// operation is final a GitOps tool may remove it from Git (and so from the
+// spec), and the outcome stays.
+//
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.spec.cancel) || (has(self.spec.cancel) ? self.spec.cancel == oldSelf.spec.cancel : has(oldSelf.status) && has(oldSelf.status.phase) && oldSelf.status.phase in ['Completed', 'Failed', 'Aborted', 'Cancelled', 'Retired', 'Terminated', 'Rejected'])",message="spec.cancel is write-once: it cannot be changed, nor removed before the operation is final"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.spec.retire) || (has(self.spec.retire) ? self.spec.retire == oldSelf.spec.retire : has(oldSelf.status) && has(oldSelf.status.phase) && oldSelf.status.phase in ['Completed', 'Failed', 'Aborted', 'Cancelled', 'Retired', 'Terminated', 'Rejected'])",message="spec.retire is write-once: it cannot be changed, nor removed before the operation is final"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.spec.abort) || (has(self.spec.abort) ? self.spec.abort == oldSelf.spec.abort : has(oldSelf.status) && has(oldSelf.status.phase) && oldSelf.status.phase in ['Completed', 'Failed', 'Aborted', 'Cancelled', 'Retired', 'Terminated', 'Rejected'])",message="spec.abort is write-once: it cannot be changed, nor removed before the operation is final"
 // +kubebuilder:validation:XValidation:rule="has(oldSelf.status) || !has(self.status) || !has(self.status.phase) || self.status.phase in ['Pending', 'Provisioning', 'Rejected', 'Cancelled', 'Terminated']",messageExpression="'invalid lifecycle transition: Pending -> ' + self.status.phase"
 // +kubebuilder:validation:XValidation:rule="!has(oldSelf.status) || !has(oldSelf.status.phase) || !(oldSelf.status.phase in ['Completed', 'Failed', 'Aborted', 'Cancelled', 'Retired', 'Terminated', 'Rejected']) || has(self.status)",messageExpression="'status cannot be removed: the operation is ' + oldSelf.status.phase + ', and the status of a finished operation is sealed'"
 // +kubebuilder:object:root=true

@@ -23,6 +23,7 @@ import (
 	opsv1 "github.com/meerkat-ops/ops-operator/api/v1alpha1"
 	"github.com/meerkat-ops/ops-operator/controllers"
 	"github.com/meerkat-ops/ops-operator/pkg/lifecycle"
+	"github.com/meerkat-ops/ops-operator/pkg/retention"
 )
 
 // Options are the manager's settings; cmd/manager maps its flags onto them.
@@ -136,7 +137,7 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		return nil, err
 	}
 	if err := (&controllers.OperationReconciler{
-		Client: mgr.GetClient(), Recorder: rec, Clock: o.Clock, Metrics: metrics,
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: rec, Clock: o.Clock, Metrics: metrics,
 	}).SetupWithManager(mgr, max(o.OperationConcurrency, 1)); err != nil {
 		return nil, err
 	}
@@ -171,7 +172,21 @@ func trimFinished(obj any) (any, error) {
 	if !lifecycle.IsFinal(op.Status.Phase) {
 		return op, nil
 	}
+	// Retention reads the GitOps marks; the rest of the annotations go.
+	// Decided before the conditions go: see controllers.CachedConditionsStale.
+	kept := map[string]string{}
+	for _, k := range retention.DeclaredMarks {
+		if v, ok := op.Annotations[k]; ok {
+			kept[k] = v
+		}
+	}
+	if !lifecycle.ConditionsTrue(op) {
+		kept[controllers.CachedConditionsStale] = "true"
+	}
 	op.Annotations = nil
+	if len(kept) > 0 {
+		op.Annotations = kept
+	}
 	st := &op.Status
 	st.Conditions, st.Outcome, st.Progress, st.PeerHandle, st.Rejection = nil, nil, nil, nil, nil
 	op.Spec.DisplayName, op.Spec.SourceLabel, op.Spec.ChildSessionID = "", "", ""

@@ -3,8 +3,10 @@ package lifecycle_test
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -738,7 +740,7 @@ func init() {
 		pending:      row(F, F, T, F),
 		provisioning: row(F, F, T, F),
 		running:      row(F, T, F, F),
-		retiring:     row(F, T, F, F),
+		retiring:     row(F, T, T, F),
 		completed:    row(T, T, F, F),
 		failed:       row(T, F, F, T),
 		aborted:      row(T, T, F, F),
@@ -989,6 +991,10 @@ func TestSetSessionMissingIsIdempotent(t *testing.T) {
 	if c == nil || c.Status != metav1.ConditionTrue || c.Reason != opsv1.ReasonSessionNotFound {
 		t.Fatalf("Stalled condition = %+v", c)
 	}
+	// kstatus reads Reconciling before Stalled: a stall must be the only claim.
+	if c := findCondition(op, opsv1.ConditionReconciling); c != nil {
+		t.Errorf("Reconciling = %+v beside Stalled; want it absent", c)
+	}
 	first := op.DeepCopy()
 	if lifecycle.SetSessionMissing(op, t2) {
 		t.Errorf("SetSessionMissing at a later time reported a change")
@@ -1002,5 +1008,47 @@ func mustApply(t *testing.T, op *opsv1.Operation, c lifecycle.Call, a lifecycle.
 	t.Helper()
 	if err := lifecycle.Apply(op, c, a, now); err != nil {
 		t.Fatalf("Apply(%s) from %q: %v", c, op.Status.Phase, err)
+	}
+}
+
+// TestConditionsTrue: true after any write made through Apply, false after a
+// raw phase change that left the conditions behind (or a spec change that
+// moved the generation), and it never touches the operation.
+func TestConditionsTrue(t *testing.T) {
+	for _, phase := range lifecycle.Phases {
+		t.Run(string(phase), func(t *testing.T) {
+			op := newOp("a", opsv1.MobMemberChild, phase)
+			lifecycle.SetConditions(op, tCompleted)
+			if !lifecycle.ConditionsTrue(op) {
+				t.Fatalf("ConditionsTrue after SetConditions = false; conditions %+v", op.Status.Conditions)
+			}
+			op.Generation++
+			before := op.DeepCopy()
+			if lifecycle.ConditionsTrue(op) {
+				t.Errorf("ConditionsTrue after a spec change = true")
+			}
+			if diff := cmp.Diff(before, op); diff != "" {
+				t.Errorf("ConditionsTrue changed the operation (-before +after):\n%s", diff)
+			}
+		})
+	}
+	// A raw write Running -> Failed that keeps Running's conditions.
+	op := newOp("a", opsv1.BackgroundToolOp, running)
+	lifecycle.SetConditions(op, tStarted)
+	op.Status.Phase = opsv1.PhaseFailed
+	op.Status.Outcome = &opsv1.TerminalOutcome{Type: opsv1.PhaseFailed, Error: "boom"}
+	if lifecycle.ConditionsTrue(op) {
+		t.Errorf("ConditionsTrue after a raw Running -> Failed = true")
+	}
+}
+
+func TestTruncateKeepsUTF8Whole(t *testing.T) {
+	s := strings.Repeat("é", 600) // 1200 bytes
+	got := lifecycle.Truncate(s, 1024)
+	if len(got) > 1024 || !utf8.ValidString(got) || !strings.HasSuffix(got, "...") {
+		t.Errorf("Truncate = %d bytes, valid UTF-8 %v", len(got), utf8.ValidString(got))
+	}
+	if lifecycle.Truncate("short", 1024) != "short" {
+		t.Errorf("Truncate changed a short string")
 	}
 }

@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -17,6 +18,15 @@ import (
 // status flips.
 func SetConditions(op *opsv1.Operation, now time.Time) bool {
 	return setConditions(op, now, nil)
+}
+
+// ConditionsTrue reports whether op's conditions and observedGeneration
+// already say what SetConditions would write for its phase, whoever wrote
+// the phase. It does not touch op.
+func ConditionsTrue(op *opsv1.Operation) bool {
+	probe := *op
+	probe.Status.Conditions = append([]metav1.Condition(nil), op.Status.Conditions...)
+	return !setConditions(&probe, time.Time{}, nil)
 }
 
 // SetSessionMissing marks a Pending operation as waiting on an OpsSession that
@@ -51,13 +61,21 @@ func setConditions(op *opsv1.Operation, now time.Time, override *metav1.Conditio
 		terminal, stalled = metav1.ConditionTrue, metav1.ConditionTrue
 	case IsTerminal(phase):
 		terminal, ready = metav1.ConditionTrue, metav1.ConditionTrue
-	case phase == opsv1.PhaseRunning || phase == opsv1.PhaseRetiring:
+	case phase == opsv1.PhaseRunning:
 		ready = metav1.ConditionTrue
+	case phase == opsv1.PhaseRetiring:
+		// Still serving, and on its way to Retired: kstatus InProgress.
+		ready, reconciling = metav1.ConditionTrue, metav1.ConditionTrue
 	default: // Pending, Provisioning
 		reconciling = metav1.ConditionTrue
 	}
 	if phase == opsv1.PhaseRejected && st.Rejection != nil {
 		reason = string(st.Rejection.Reason)
+	}
+	if override != nil && override.Type == opsv1.ConditionStalled && override.Status == metav1.ConditionTrue {
+		// Stalled and Reconciling at once reads as InProgress to kstatus,
+		// which checks Reconciling first: a stall must be the only claim.
+		reconciling = metav1.ConditionFalse
 	}
 
 	changed := st.ObservedGeneration != op.Generation
@@ -131,7 +149,7 @@ func OutcomeMessage(o *opsv1.TerminalOutcome) string {
 	case opsv1.PhaseCompleted:
 		return "completed"
 	case opsv1.PhaseFailed:
-		return truncate("failed: "+o.Error, 1024)
+		return Truncate("failed: "+o.Error, 1024)
 	case opsv1.PhaseAborted:
 		return withReason("aborted")
 	case opsv1.PhaseCancelled:
@@ -144,9 +162,16 @@ func OutcomeMessage(o *opsv1.TerminalOutcome) string {
 	return string(o.Type)
 }
 
-func truncate(s string, n int) string {
+// Truncate keeps s within n bytes, ending in "..." when cut, without
+// splitting a UTF-8 character: condition messages and event notes have
+// byte limits.
+func Truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	return s[:n-3] + "..."
+	cut := n - len("...")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
 }

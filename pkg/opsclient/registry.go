@@ -148,7 +148,7 @@ func (r *Registry) RegisterOperation(ctx context.Context, spec OperationSpec) er
 	if rej != nil && rej.Reason == opsv1.RejectionMaxConcurrentExceeded && rej.Limit != nil && rej.Active != nil {
 		return &lifecycle.MaxConcurrentExceededError{Limit: int(*rej.Limit), Active: int(*rej.Active)}
 	}
-	return &SessionNotReadyError{SessionID: r.session}
+	return &OwnerTerminatedError{SessionID: r.session, ID: spec.ID}
 }
 
 // withdraw deletes an operation this registry created and no longer wants.
@@ -279,7 +279,9 @@ func (r *Registry) owns(op *opsv1.Operation) bool {
 
 // TerminateOwner terminates every non-terminal operation of the session
 // (spec.termination on the OpsSession) and returns once the controller has
-// carried it out. Asking again is harmless.
+// carried it out. Asking again, with any reason, returns at once when that
+// is already done (the first reason stays: termination is write-once), as
+// Meerkat's terminate_owner never fails.
 func (r *Registry) TerminateOwner(ctx context.Context, reason string) error {
 	s := &opsv1.OpsSession{}
 	key := types.NamespacedName{Namespace: r.rt.ns, Name: r.session}
@@ -294,11 +296,14 @@ func (r *Registry) TerminateOwner(ctx context.Context, reason string) error {
 		}
 	}
 	gen := s.Generation
-	return r.watchUntil(ctx, &opsv1.OpsSessionList{}, r.session, s.ResourceVersion, func(o client.Object) (bool, error) {
-		s := o.(*opsv1.OpsSession)
-		c := meta.FindStatusCondition(s.Status.Conditions, opsv1.ConditionTerminated)
+	terminated := func(o client.Object) (bool, error) {
+		c := meta.FindStatusCondition(o.(*opsv1.OpsSession).Status.Conditions, opsv1.ConditionTerminated)
 		return c != nil && c.Status == metav1.ConditionTrue && c.ObservedGeneration >= gen, nil
-	})
+	}
+	if done, _ := terminated(s); done {
+		return nil
+	}
+	return r.watchUntil(ctx, &opsv1.OpsSessionList{}, r.session, s.ResourceVersion, terminated)
 }
 
 // Snapshot returns the operation's state, or NotFound.

@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	opsv1 "github.com/meerkat-ops/ops-operator/api/v1alpha1"
+	"github.com/meerkat-ops/ops-operator/pkg/lifecycle"
 )
 
 // ErrSessionNotReady is returned for a session that is not registered.
@@ -31,6 +32,20 @@ func (e *SessionNotReadyError) Error() string {
 	return fmt.Sprintf("session not ready: %s is not registered", e.SessionID)
 }
 func (e *SessionNotReadyError) Is(target error) bool { return target == ErrSessionNotReady }
+
+// ErrOwnerTerminated is returned for a registration in a terminated session.
+var ErrOwnerTerminated = errors.New("owner session terminated")
+
+// OwnerTerminatedError: the session was terminated (terminate_owner), and a
+// terminated session admits no new operation. Meerkat's registry accepts
+// them; here the session is final, as its termination is write-once, so the
+// registration is refused rather than left to run under a dead owner.
+type OwnerTerminatedError struct{ SessionID, ID string }
+
+func (e *OwnerTerminatedError) Error() string {
+	return fmt.Sprintf("owner session terminated: %s was terminated, so operation %s was not registered", e.SessionID, e.ID)
+}
+func (e *OwnerTerminatedError) Is(target error) bool { return target == ErrOwnerTerminated }
 
 // Runtime is one agent's handle on the operator, in one namespace.
 type Runtime struct {
@@ -200,7 +215,7 @@ func (rt *Runtime) AcceptInputWithCompletion(ctx context.Context, sessionID stri
 		Action:              "AcceptInput",
 		Reason:              "OperationInput",
 		Type:                corev1.EventTypeNormal,
-		Note:                truncate(note, 1024),
+		Note:                lifecycle.Truncate(note, 1024),
 		Regarding: corev1.ObjectReference{
 			APIVersion: opsv1.GroupVersion.String(), Kind: "OpsSession",
 			Namespace: rt.ns, Name: sessionID, UID: s.UID,
@@ -210,11 +225,4 @@ func (rt *Runtime) AcceptInputWithCompletion(ctx context.Context, sessionID stri
 		return AcceptOutcome{}, nil, fmt.Errorf("recording input %s: %w", in.Header.ID, err)
 	}
 	return AcceptOutcome{accepted: true}, nil, nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
 }

@@ -104,6 +104,21 @@ func TestEvict(t *testing.T) {
 			maxCompleted: i32(1),
 			want:         []string{"b"},
 		},
+		"declared operations (Argo CD, Flux, ours) are never evicted and do not count": {
+			ops: []*opsv1.Operation{
+				done("argo", opsv1.PhaseCompleted, 1, func(op *opsv1.Operation) {
+					op.Annotations["argocd.argoproj.io/tracking-id"] = "app:ops.meerkat.dev/Operation:ns/argo"
+				}),
+				done("flux", opsv1.PhaseCompleted, 2, func(op *opsv1.Operation) {
+					op.Labels = map[string]string{"kustomize.toolkit.fluxcd.io/name": "agents"}
+				}),
+				done("ours", opsv1.PhaseCompleted, 3, func(op *opsv1.Operation) { op.Annotations[opsv1.AnnotationDeclared] = "true" }),
+				done("not-ours", opsv1.PhaseCompleted, 4, func(op *opsv1.Operation) { op.Annotations[opsv1.AnnotationDeclared] = "false" }),
+				done("plain", opsv1.PhaseCompleted, 5),
+			},
+			maxCompleted: i32(1),
+			want:         []string{"not-ours"},
+		},
 		"at the limit nothing is evicted": {
 			ops:          []*opsv1.Operation{done("a", opsv1.PhaseCompleted, 1), done("b", opsv1.PhaseCompleted, 2)},
 			maxCompleted: i32(2),

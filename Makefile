@@ -1,5 +1,7 @@
-# Every target builds what it needs. The control plane (kube-apiserver, etcd,
-# kubectl) is compiled from the Go module proxy into bin/ once, then reused.
+# Every target builds what it needs. The control plane (kube-apiserver,
+# kube-controller-manager, etcd, kubectl) is compiled from the Go module proxy
+# into bin/ once, then reused; a kubectl on PATH within one minor version of
+# KUBE_VERSION is linked into bin/ instead of being compiled.
 
 SHELL := /usr/bin/env bash -o pipefail
 .SHELLFLAGS := -ec
@@ -43,7 +45,7 @@ vet:
 	go vet ./...
 
 .PHONY: controlplane
-controlplane: ## Build kube-apiserver, etcd and kubectl into bin/ (skipped when present).
+controlplane: ## Build kube-apiserver, kube-controller-manager, etcd and kubectl into bin/ (skipped when present).
 	KUBE_VERSION=$(KUBE_VERSION) ETCD_VERSION=$(ETCD_VERSION) hack/build-controlplane.sh
 
 .PHONY: test
@@ -61,6 +63,9 @@ build: ## Build the manager binary.
 	go build -o $(BIN)/manager ./cmd/manager
 
 .PHONY: run
+# devcluster: etcd, kube-apiserver and kube-controller-manager (garbage
+# collector, namespace controller, ...) on loopback, data in .local/; one per
+# data folder (flock), and no process outlives it, even after kill -9.
 run: controlplane ## Start a local control plane with the CRDs and run the manager on it.
 	go build -o $(BIN)/devcluster ./cmd/devcluster
 	exec $(BIN)/devcluster --bin $(BIN) --data .local

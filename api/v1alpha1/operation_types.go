@@ -364,6 +364,7 @@ type OperationStatus struct {
 // +kubebuilder:validation:XValidation:rule="!has(oldSelf.spec.abort) || (has(self.spec.abort) ? self.spec.abort == oldSelf.spec.abort : has(oldSelf.status) && has(oldSelf.status.phase) && oldSelf.status.phase in ['Completed', 'Failed', 'Aborted', 'Cancelled', 'Retired', 'Terminated', 'Rejected'])",message="spec.abort is write-once: it cannot be changed, nor removed before the operation is final"
 // +kubebuilder:validation:XValidation:rule="has(oldSelf.status) || !has(self.status) || !has(self.status.phase) || self.status.phase in ['Pending', 'Provisioning', 'Rejected', 'Cancelled', 'Terminated']",messageExpression="'invalid lifecycle transition: Pending -> ' + self.status.phase"
 // +kubebuilder:validation:XValidation:rule="!has(oldSelf.status) || !has(oldSelf.status.phase) || !(oldSelf.status.phase in ['Completed', 'Failed', 'Aborted', 'Cancelled', 'Retired', 'Terminated', 'Rejected']) || has(self.status)",messageExpression="'status cannot be removed: the operation is ' + oldSelf.status.phase + ', and the status of a finished operation is sealed'"
+// +genclient
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=ops;op,categories=meerkat
@@ -395,8 +396,4 @@ type OperationList struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []Operation `json:"items"`
-}
-
-func init() {
-	SchemeBuilder.Register(&Operation{}, &OperationList{})
 }

@@ -122,6 +122,7 @@ type OpsSessionStatus struct {
 
 // OpsSession is one session's operation registry and its limits.
 //
+// +genclient
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=opss;opsession,categories=meerkat
@@ -150,8 +151,4 @@ type OpsSessionList struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []OpsSession `json:"items"`
-}
-
-func init() {
-	SchemeBuilder.Register(&OpsSession{}, &OpsSessionList{})
 }

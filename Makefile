@@ -25,13 +25,18 @@ manifests: ## Generate the CRDs and the RBAC role from markers.
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
 
 .PHONY: generate
-generate: ## Generate deepcopy code.
+generate: ## Generate deepcopy code (controller-gen) and the client-go clients in pkg/client (hack/update-codegen.sh).
 	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
+	hack/update-codegen.sh
 
 .PHONY: verify
-GENERATED := api/v1alpha1/zz_generated.deepcopy.go config/crd/bases config/rbac/role.yaml
+GENERATED := api/v1alpha1/zz_generated.deepcopy.go pkg/client config/crd/bases config/rbac/role.yaml docs/metrics.md dist/chart
 
-verify: manifests generate ## Regenerate everything and fail if the committed files differ.
+.PHONY: metrics-doc
+metrics-doc: ## Write docs/metrics.md from the registered collectors.
+	go run ./hack/metricsdoc > docs/metrics.md
+
+verify: manifests generate metrics-doc chart ## Regenerate everything and fail if the committed files differ.
 	@if [ -n "$$(git status --porcelain -- $(GENERATED))" ]; then \
 		echo "generated files are out of date; run 'make manifests generate' and commit:"; \
 		git status --porcelain -- $(GENERATED); git --no-pager diff -- $(GENERATED) | head -50; exit 1; fi
@@ -48,9 +53,17 @@ vet:
 controlplane: ## Build kube-apiserver, kube-controller-manager, etcd and kubectl into bin/ (skipped when present).
 	KUBE_VERSION=$(KUBE_VERSION) ETCD_VERSION=$(ETCD_VERSION) hack/build-controlplane.sh
 
+.PHONY: helm
+helm: ## Build the helm CLI (hack/tools/helm) into bin/helm (skipped when present); the tests render dist/chart with it.
+	hack/build-helm.sh
+
 .PHONY: test
-test: verify vet controlplane ## Run every test: unit, fuzz seeds, and the envtest suite.
+test: verify vet controlplane helm test-image ## Run every test: unit, fuzz seeds, and the envtest suite.
 	go test $(TEST_FLAGS) ./...
+
+.PHONY: test-image
+test-image: ## Build the image into a temp dir and check it: config, files, --help, push to an in-process registry (hack/image).
+	cd hack/image && go vet ./... && go test $(TEST_FLAGS) ./...
 
 .PHONY: fuzz
 fuzz: ## Fuzz the lifecycle state machine for a minute.
@@ -83,6 +96,31 @@ uninstall:
 .PHONY: run-cluster
 run-cluster: build ## Run the manager against the cluster in KUBECONFIG (after make install).
 	$(BIN)/manager
+
+IMG ?= ghcr.io/meerkat-ops/ops-operator:dev
+
+.PHONY: build-installer
+build-installer: controlplane ## Render config/default with IMG into one dist/install.yaml (kubectl apply --server-side -f dist/install.yaml).
+	hack/build-installer.sh $(IMG) dist/install.yaml
+
+.PHONY: chart
+chart: ## Copy the CRDs, the admission policy and the ClusterRoles from config/ into the Helm chart (dist/chart).
+	hack/sync-chart.sh
+
+# make image: no container engine; hack/image (its own Go module) packs the
+# static manager for IMAGE_PLATFORMS with go-containerregistry. Version label:
+# IMG's tag when it names a release (v1.2.3), else git describe; created:
+# SOURCE_DATE_EPOCH, else the HEAD commit's time, so rebuilds are identical.
+IMAGE_PLATFORMS ?= linux/amd64,linux/arm64
+
+.PHONY: image
+image: ## Build the manager image for IMAGE_PLATFORMS into dist/image (OCI layout) and dist/image.tar, without Docker.
+	cd hack/image && go run . build -root $(CURDIR) -out $(CURDIR)/dist/image -tar $(CURDIR)/dist/image.tar \
+		-image $(IMG) -platforms $(IMAGE_PLATFORMS)
+
+.PHONY: image-push
+image-push: image ## Push the image index to IMG=registry/repo:tag (credentials from docker/podman login).
+	cd hack/image && go run . push -layout $(CURDIR)/dist/image -image $(IMG)
 
 .PHONY: deploy
 deploy: ## Deploy CRDs, policy, roles and the manager with kustomize (needs an image; see config/manager).

@@ -46,9 +46,9 @@ var (
 	// Agent is an in-cluster agent using pkg/opsclient.
 	Agent = Persona{Group: "ops-operator:agents", ClusterRoles: []string{"ops-operator-agent"}}
 	// Viewer is a person who reads: the built-in view role, into which a
-	// cluster aggregates ops-operator-viewer. A local control plane runs no
-	// aggregation controller, so view is bound through the role it
-	// aggregates (system:aggregate-to-view) and ours beside it.
+	// cluster aggregates ops-operator-viewer. The envtest suites run no
+	// aggregation controller (make run does), so view is bound through the
+	// role it aggregates (system:aggregate-to-view) and ours beside it.
 	Viewer = Persona{Group: "ops-operator:viewers", ClusterRoles: []string{"system:aggregate-to-view", "ops-operator-viewer"}}
 	// Editor is a person who runs sessions: creates, re-limits, cancels.
 	// Likewise the built-in edit role and ops-operator-editor.

@@ -36,8 +36,8 @@ and process metrics).
 
 Labels are namespace, kind, phase and reason at most, never an operation or
 session name. Every series of a namespace starts at 0 when the manager
-first sees an operation there (at start-up for those already there), so
-` + "`rate()`" + ` counts the first event.
+first sees a session or an operation there (at start-up for those already
+there), so ` + "`rate()`" + ` counts the first event.
 
 | name | type | labels | help |
 |---|---|---|---|

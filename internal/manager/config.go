@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 
+	toolscache "k8s.io/client-go/tools/cache"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/config"
@@ -32,6 +33,19 @@ func newMetricsOnce(mgr ctrl.Manager) (*controllers.Metrics, error) {
 		var inf cache.Informer
 		if inf, err = mgr.GetCache().GetInformer(context.Background(), &opsv1.Operation{}); err == nil {
 			_, err = inf.AddEventHandler(metrics.OperationEvents())
+		}
+		// A namespace's series start at 0 as soon as it has a session, so
+		// its first admission or rejection is counted by rate() too.
+		if err == nil {
+			if inf, err = mgr.GetCache().GetInformer(context.Background(), &opsv1.OpsSession{}); err == nil {
+				_, err = inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+					AddFunc: func(obj any) {
+						if s, ok := obj.(*opsv1.OpsSession); ok {
+							metrics.InitNamespace(s.Namespace)
+						}
+					},
+				})
+			}
 		}
 	})
 	return metrics, err

@@ -36,14 +36,26 @@ GENERATED := api/v1alpha1/zz_generated.deepcopy.go pkg/client config/crd/bases c
 metrics-doc: ## Write docs/metrics.md from the registered collectors.
 	go run ./hack/metricsdoc > docs/metrics.md
 
-verify: manifests generate metrics-doc chart ## Regenerate everything and fail if the committed files differ.
+verify: manifests generate metrics-doc chart fmt-check ## Regenerate everything and fail if the committed files differ.
 	@if [ -n "$$(git status --porcelain -- $(GENERATED))" ]; then \
 		echo "generated files are out of date; run 'make manifests generate' and commit:"; \
 		git status --porcelain -- $(GENERATED); git --no-pager diff -- $(GENERATED) | head -50; exit 1; fi
 
 .PHONY: fmt
-fmt:
-	go fmt ./...
+fmt: ## Rewrite every Go file with gofmt.
+	gofmt -w $$(git ls-files '*.go')
+
+.PHONY: fmt-check
+fmt-check: ## Fail when gofmt would change a Go file.
+	@files=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go')); \
+	if [ -n "$$files" ]; then echo "gofmt would change these files; run 'make fmt':"; echo "$$files"; exit 1; fi
+
+# The pure packages and unit tests: no control plane, seconds.
+UNIT_PACKAGES := ./api/... ./pkg/lifecycle/... ./pkg/admission/... ./pkg/retention/... ./pkg/health/... ./controllers/... ./internal/plugin/...
+
+.PHONY: test-unit
+test-unit: ## Run the unit tests of the pure packages only (no control plane).
+	go test -count=1 $(UNIT_PACKAGES)
 
 .PHONY: vet
 vet:

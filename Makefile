@@ -61,6 +61,11 @@ test-unit: ## Run the unit tests of the pure packages only (no control plane).
 vet:
 	go vet ./...
 
+.PHONY: lint
+lint: ## Run golangci-lint (.golangci.yml; built into bin/ from hack/tools/lint).
+	hack/build-lint.sh
+	$(BIN)/golangci-lint run ./...
+
 .PHONY: controlplane
 controlplane: ## Build kube-apiserver, kube-controller-manager, etcd and kubectl into bin/ (skipped when present).
 	KUBE_VERSION=$(KUBE_VERSION) ETCD_VERSION=$(ETCD_VERSION) hack/build-controlplane.sh

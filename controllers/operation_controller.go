@@ -62,14 +62,14 @@ func (r *OperationReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	w := &writer{c: r.Client, rec: r.Recorder, now: now, metrics: r.Metrics}
 
 	next := lifecycle.NextControl(op, sess, now)
-	switch {
-	case next.Do:
-		if done := w.apply(ctx, op, next.Call, next.Args); done != nil {
+	switch do := next.Do; {
+	case do != nil:
+		if done := w.apply(ctx, op, do.Call, do.Args); done != nil {
 			typ := "Normal"
-			if next.Call == lifecycle.FailOperation {
+			if do.Call == lifecycle.FailOperation {
 				typ = "Warning"
 			}
-			w.event(done, typ, next.Reason, "%s", describe(next))
+			w.event(done, typ, do.Reason, "%s", describe(do))
 		}
 	case sess == nil && lifecycle.Normalize(op.Status.Phase) == opsv1.PhasePending:
 		// Waits for its session; the session's creation queues it again.
@@ -94,7 +94,7 @@ func (r *OperationReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	return ctrl.Result{RequeueAfter: next.After}, nil
 }
 
-func describe(c lifecycle.Control) string {
+func describe(c *lifecycle.Action) string {
 	switch c.Call {
 	case lifecycle.FailOperation:
 		return c.Args.Error

@@ -172,10 +172,13 @@ func trimFinished(obj any) (any, error) {
 	if !lifecycle.IsFinal(op.Status.Phase) {
 		return op, nil
 	}
-	// Retention reads the GitOps marks; the rest of the annotations go.
-	// Decided before the conditions go: see controllers.CachedConditionsStale.
+	// Retention reads the GitOps marks, and the created-at annotation: a
+	// rejection has no completedAt, so its registration time (to the
+	// microsecond) is its place in completion order. The rest of the
+	// annotations go. Decided before the conditions go: see
+	// controllers.CachedConditionsStale.
 	kept := map[string]string{}
-	for _, k := range retention.DeclaredMarks {
+	for _, k := range append([]string{opsv1.AnnotationCreatedAt}, retention.DeclaredMarks...) {
 		if v, ok := op.Annotations[k]; ok {
 			kept[k] = v
 		}

@@ -10,14 +10,22 @@ import (
 )
 
 // Control is what the controller does next for one Operation: carry out a
-// user's request or a deadline (Call with Args), or nothing until After.
+// user's request or a deadline (Do), or nothing until After. The zero
+// Control means nothing to do and no deadline to wait for.
 type Control struct {
+	// Do is the call to make now; nil means none.
+	Do *Action
+	// After is when the next deadline falls due; zero means none. It is set
+	// only when Do is nil.
+	After time.Duration
+}
+
+// Action is one call the controller makes on an Operation, with the reason
+// of the event it sends once the write succeeded.
+type Action struct {
 	Call   Call
 	Args   Args
-	Do     bool
 	Reason string // event reason
-	// After is when the next deadline falls due; zero means none.
-	After time.Duration
 }
 
 // NextControl decides the controller's next step for op, with the session's
@@ -31,11 +39,11 @@ func NextControl(op *opsv1.Operation, sess *opsv1.OpsSession, now time.Time) Con
 	spec := &op.Spec
 	switch {
 	case spec.Cancel != nil && Allowed(CancelOperation, phase):
-		return Control{Call: CancelOperation, Args: Args{Reason: spec.Cancel.Reason}, Do: true, Reason: "Cancelled"}
+		return Control{Do: &Action{Call: CancelOperation, Args: Args{Reason: spec.Cancel.Reason}, Reason: "Cancelled"}}
 	case spec.Abort != nil && Allowed(AbortProvisioning, phase):
-		return Control{Call: AbortProvisioning, Args: Args{Reason: spec.Abort.Reason}, Do: true, Reason: "Aborted"}
+		return Control{Do: &Action{Call: AbortProvisioning, Args: Args{Reason: spec.Abort.Reason}, Reason: "Aborted"}}
 	case spec.Retire != nil && Allowed(RequestRetire, phase):
-		return Control{Call: RequestRetire, Do: true, Reason: "Retiring"}
+		return Control{Do: &Action{Call: RequestRetire, Reason: "Retiring"}}
 	}
 
 	var timeout *time.Duration
@@ -65,7 +73,7 @@ func NextControl(op *opsv1.Operation, sess *opsv1.OpsSession, now time.Time) Con
 	if phase == opsv1.PhaseProvisioning {
 		msg = fmt.Sprintf("%s: still provisioning %s after admission", what, *timeout)
 	}
-	return Control{Call: FailOperation, Args: Args{Error: msg}, Do: true, Reason: "TimedOut"}
+	return Control{Do: &Action{Call: FailOperation, Args: Args{Error: msg}, Reason: "TimedOut"}}
 }
 
 func pick(own *metav1.Duration, sess *opsv1.OpsSession, def func(*opsv1.OpsSessionSpec) *metav1.Duration) *time.Duration {

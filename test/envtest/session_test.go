@@ -149,41 +149,24 @@ func TestDeletingSessionTerminatesFirst(t *testing.T) {
 	g.Eventually(phaseOf(ctx, ns, "unowned")).Should(Equal(opsv1.OperationPhase("<absent>")))
 }
 
-// TestDeadlines: provisioningTimeout and heartbeatTimeout fail an operation
-// whose agent went quiet, with a reason naming the timeout.
+// TestDeadlines: a deadline falls due and is carried out end to end. The
+// controller waits for it (RequeueAfter), fails the operation with a reason
+// naming the timeout, and sends TimedOut. When each deadline falls due
+// (request precedence, session defaults, the heartbeat base) is
+// lifecycle.NextControl's table test, on a fake clock.
 func TestDeadlines(t *testing.T) {
 	g, ctx := NewWithT(t), testContext(t)
 	_, reg := newRegistry(t, opsclient.SessionConfig{})
 	ns := reg.Namespace()
 
 	stuck := backgroundSpec("stuck")
-	stuck.ProvisioningTimeout = 500 * time.Millisecond
+	stuck.ProvisioningTimeout = 50 * time.Millisecond
 	g.Expect(reg.RegisterOperation(ctx, stuck)).To(Succeed())
-	w, err := reg.RegisterWatcher(ctx, stuck.ID)
-	g.Expect(err).NotTo(HaveOccurred())
-	out, err := w.Wait(ctx)
-	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(out.Type).To(Equal(opsv1.PhaseFailed))
-	g.Expect(out.Error).To(HavePrefix("ProvisioningTimeout"))
-	g.Eventually(eventReasons(ctx, ns, stuck.ID)).Should(ContainElement("TimedOut"))
-
-	quiet := backgroundSpec("quiet")
-	quiet.HeartbeatTimeout = 4 * time.Second // generous: reports below must land well within it on a loaded machine
-	g.Expect(reg.RegisterOperation(ctx, quiet)).To(Succeed())
-	g.Expect(reg.ProvisioningSucceeded(ctx, quiet.ID)).To(Succeed())
-	// Progress is a heartbeat: report a few times within the deadline.
-	for range 3 {
-		time.Sleep(300 * time.Millisecond)
-		g.Expect(reg.ReportProgress(ctx, quiet.ID, opsclient.ProgressUpdate{Message: "alive"})).To(Succeed())
-	}
-	w, err = reg.RegisterWatcher(ctx, quiet.ID)
-	g.Expect(err).NotTo(HaveOccurred())
-	out, err = w.Wait(ctx)
-	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(out.Error).To(HavePrefix("HeartbeatTimeout"))
-	snap, err := reg.Snapshot(ctx, quiet.ID)
-	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(snap.ProgressCount).To(BeEquivalentTo(3), "the heartbeats were not cut short")
+	g.Eventually(phaseOf(ctx, ns, stuck.ID)).WithTimeout(15 * time.Second).Should(Equal(opsv1.PhaseFailed))
+	op := getOp(ctx, ns, stuck.ID)()
+	g.Expect(op.Status.Outcome).NotTo(BeNil())
+	g.Expect(op.Status.Outcome.Error).To(HavePrefix("ProvisioningTimeout: still provisioning 50ms after admission"))
+	g.Eventually(eventReasons(ctx, ns, stuck.ID)).WithTimeout(15 * time.Second).Should(ContainElement("TimedOut"))
 }
 
 // TestSessionStatusAndMetrics: the session reports observedGeneration,

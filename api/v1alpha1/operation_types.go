@@ -50,10 +50,11 @@ const (
 // Identity fields are immutable; control requests are write-once (rules on
 // Operation, since removing one is allowed once the operation is final).
 //
-// +kubebuilder:validation:XValidation:rule="has(self.displayName) == has(oldSelf.displayName) && (!has(self.displayName) || self.displayName == oldSelf.displayName)",message="spec.displayName is immutable"
-// +kubebuilder:validation:XValidation:rule="has(self.sourceLabel) == has(oldSelf.sourceLabel) && (!has(self.sourceLabel) || self.sourceLabel == oldSelf.sourceLabel)",message="spec.sourceLabel is immutable"
-// +kubebuilder:validation:XValidation:rule="has(self.childSessionID) == has(oldSelf.childSessionID) && (!has(self.childSessionID) || self.childSessionID == oldSelf.childSessionID)",message="spec.childSessionID is immutable"
-// +kubebuilder:validation:XValidation:rule="has(self.expectPeerChannel) == has(oldSelf.expectPeerChannel) && (!has(self.expectPeerChannel) || self.expectPeerChannel == oldSelf.expectPeerChannel)",message="spec.expectPeerChannel is immutable"
+// Every rule on an Operation runs on every write, status writes included,
+// and each field access on an object costs the API server an allocation
+// per property of that object: so the identity fields share one rule.
+//
+// +kubebuilder:validation:XValidation:rule="(has(self.displayName) ? has(oldSelf.displayName) && self.displayName == oldSelf.displayName : !has(oldSelf.displayName)) && (has(self.sourceLabel) ? has(oldSelf.sourceLabel) && self.sourceLabel == oldSelf.sourceLabel : !has(oldSelf.sourceLabel)) && (has(self.childSessionID) ? has(oldSelf.childSessionID) && self.childSessionID == oldSelf.childSessionID : !has(oldSelf.childSessionID)) && (has(self.expectPeerChannel) ? has(oldSelf.expectPeerChannel) && self.expectPeerChannel == oldSelf.expectPeerChannel : !has(oldSelf.expectPeerChannel))",messageExpression="'spec.' + (!(has(self.displayName) ? has(oldSelf.displayName) && self.displayName == oldSelf.displayName : !has(oldSelf.displayName)) ? 'displayName' : !(has(self.sourceLabel) ? has(oldSelf.sourceLabel) && self.sourceLabel == oldSelf.sourceLabel : !has(oldSelf.sourceLabel)) ? 'sourceLabel' : !(has(self.childSessionID) ? has(oldSelf.childSessionID) && self.childSessionID == oldSelf.childSessionID : !has(oldSelf.childSessionID)) ? 'childSessionID' : 'expectPeerChannel') + ' is immutable'"
 type OperationSpec struct {
 	// sessionName is the OpsSession, in the same namespace, that owns this operation.
 	// +required
@@ -89,14 +90,17 @@ type OperationSpec struct {
 
 	// cancel asks the controller to cancel the operation. Write-once.
 	// +optional
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec.cancel is write-once: it cannot be changed, nor removed before the operation is final"
 	Cancel *ControlRequest `json:"cancel,omitempty"`
 
 	// retire asks the controller to move a Running operation to Retiring. Write-once.
 	// +optional
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec.retire is write-once: it cannot be changed, nor removed before the operation is final"
 	Retire *ControlRequest `json:"retire,omitempty"`
 
 	// abort asks the controller to abort a Provisioning operation. Write-once.
 	// +optional
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec.abort is write-once: it cannot be changed, nor removed before the operation is final"
 	Abort *ControlRequest `json:"abort,omitempty"`
 
 	// provisioningTimeout fails the operation if it is still Provisioning this
@@ -250,30 +254,22 @@ type Rejection struct {
 
 // OperationStatus is the lifecycle, written by the agent through the status
 // subresource and by the controller. The API server enforces the transition
-// table of LIFECYCLE.md: each rule below covers one from-phase.
+// table of LIFECYCLE.md: the rule on phase holds the whole table; the first
+// rule here covers a status without a phase (Pending).
 //
-// +kubebuilder:validation:XValidation:rule="(has(oldSelf.phase) && oldSelf.phase != 'Pending') || (has(self.phase) ? self.phase : 'Pending') in ['Pending', 'Provisioning', 'Rejected', 'Cancelled', 'Terminated']",messageExpression="'invalid lifecycle transition: Pending -> ' + (has(self.phase) ? self.phase : '<unset>')"
-// +kubebuilder:validation:XValidation:rule="!has(oldSelf.phase) || oldSelf.phase != 'Provisioning' || (has(self.phase) && self.phase in ['Provisioning', 'Running', 'Failed', 'Aborted', 'Cancelled', 'Terminated'])",messageExpression="'invalid lifecycle transition: Provisioning -> ' + (has(self.phase) ? self.phase : '<unset>')"
-// +kubebuilder:validation:XValidation:rule="!has(oldSelf.phase) || oldSelf.phase != 'Running' || (has(self.phase) && self.phase in ['Running', 'Retiring', 'Completed', 'Failed', 'Cancelled', 'Retired', 'Terminated'])",messageExpression="'invalid lifecycle transition: Running -> ' + (has(self.phase) ? self.phase : '<unset>')"
-// +kubebuilder:validation:XValidation:rule="!has(oldSelf.phase) || oldSelf.phase != 'Retiring' || (has(self.phase) && self.phase in ['Retiring', 'Completed', 'Failed', 'Cancelled', 'Retired', 'Terminated'])",messageExpression="'invalid lifecycle transition: Retiring -> ' + (has(self.phase) ? self.phase : '<unset>')"
-// +kubebuilder:validation:XValidation:rule="!has(oldSelf.phase) || !(oldSelf.phase in ['Completed', 'Failed', 'Aborted', 'Cancelled', 'Retired', 'Terminated', 'Rejected']) || (has(self.phase) && self.phase == oldSelf.phase)",messageExpression="'invalid lifecycle transition: ' + oldSelf.phase + ' -> ' + (has(self.phase) ? self.phase : '<unset>') + ': ' + oldSelf.phase + ' is final'"
-// +kubebuilder:validation:XValidation:rule="!has(oldSelf.outcome) || (has(self.outcome) && self.outcome == oldSelf.outcome)",messageExpression="'status.outcome is immutable once written: the operation is already ' + oldSelf.phase"
-// +kubebuilder:validation:XValidation:rule="!has(oldSelf.completedAt) || (has(self.completedAt) && self.completedAt == oldSelf.completedAt)",message="status.completedAt is immutable once written"
-// +kubebuilder:validation:XValidation:rule="(has(self.phase) && self.phase in ['Completed', 'Failed', 'Aborted', 'Cancelled', 'Retired', 'Terminated']) == has(self.outcome)",messageExpression="has(self.outcome) ? 'status.outcome is only allowed in a terminal phase, not ' + (has(self.phase) ? self.phase : 'Pending') : 'status.outcome is required in terminal phase ' + self.phase"
-// +kubebuilder:validation:XValidation:rule="!has(self.outcome) || self.outcome.type == self.phase",messageExpression="'status.outcome.type ' + self.outcome.type + ' does not match phase ' + self.phase"
+// Every rule here runs on every status write, and each access to a field of
+// status costs the API server an allocation per property of status. So the
+// rules below read as few fields as the common write needs: the seal reads
+// only the old phase unless the operation is final.
+//
+// +kubebuilder:validation:XValidation:rule="has(oldSelf.phase) ? has(self.phase) || oldSelf.phase == 'Pending' : !has(self.phase) || self.phase in ['Pending', 'Provisioning', 'Rejected', 'Cancelled', 'Terminated']",messageExpression="!has(oldSelf.phase) ? 'invalid lifecycle transition: Pending -> ' + self.phase : oldSelf.phase in ['Completed', 'Failed', 'Aborted', 'Cancelled', 'Retired', 'Terminated', 'Rejected'] ? 'invalid lifecycle transition: ' + oldSelf.phase + ' -> <unset>: ' + oldSelf.phase + ' is final' : 'invalid lifecycle transition: ' + oldSelf.phase + ' -> <unset>'"
+// +kubebuilder:validation:XValidation:rule="has(self.outcome) ? self.?phase.orValue('Pending') in ['Completed', 'Failed', 'Aborted', 'Cancelled', 'Retired', 'Terminated'] && self.outcome.type == self.phase : !(self.?phase.orValue('Pending') in ['Completed', 'Failed', 'Aborted', 'Cancelled', 'Retired', 'Terminated'])",messageExpression="!has(self.outcome) ? 'status.outcome is required in terminal phase ' + self.phase : !(self.?phase.orValue('Pending') in ['Completed', 'Failed', 'Aborted', 'Cancelled', 'Retired', 'Terminated']) ? 'status.outcome is only allowed in a terminal phase, not ' + (has(self.phase) ? self.phase : 'Pending') : 'status.outcome.type ' + self.outcome.type + ' does not match phase ' + self.phase"
 // +kubebuilder:validation:XValidation:rule="!has(self.peerHandle) || self.peerReady",message="status.peerHandle requires status.peerReady"
 //
 // Once the phase is final the status is sealed: only conditions and
 // observedGeneration, which the controller keeps true to the phase, change.
 //
-// +kubebuilder:validation:XValidation:rule="!has(oldSelf.phase) || !(oldSelf.phase in ['Completed', 'Failed', 'Aborted', 'Cancelled', 'Retired', 'Terminated', 'Rejected']) || (has(self.progress) == has(oldSelf.progress) && (!has(self.progress) || self.progress == oldSelf.progress))",messageExpression="'status.progress cannot change: the operation is ' + oldSelf.phase + ', and the status of a finished operation is sealed'"
-// +kubebuilder:validation:XValidation:rule="!has(oldSelf.phase) || !(oldSelf.phase in ['Completed', 'Failed', 'Aborted', 'Cancelled', 'Retired', 'Terminated', 'Rejected']) || (has(self.peerReady) == has(oldSelf.peerReady) && (!has(self.peerReady) || self.peerReady == oldSelf.peerReady))",messageExpression="'status.peerReady cannot change: the operation is ' + oldSelf.phase + ', and the status of a finished operation is sealed'"
-// +kubebuilder:validation:XValidation:rule="!has(oldSelf.phase) || !(oldSelf.phase in ['Completed', 'Failed', 'Aborted', 'Cancelled', 'Retired', 'Terminated', 'Rejected']) || (has(self.peerHandle) == has(oldSelf.peerHandle) && (!has(self.peerHandle) || self.peerHandle == oldSelf.peerHandle))",messageExpression="'status.peerHandle cannot change: the operation is ' + oldSelf.phase + ', and the status of a finished operation is sealed'"
-// +kubebuilder:validation:XValidation:rule="!has(oldSelf.phase) || !(oldSelf.phase in ['Completed', 'Failed', 'Aborted', 'Cancelled', 'Retired', 'Terminated', 'Rejected']) || (has(self.rejection) == has(oldSelf.rejection) && (!has(self.rejection) || self.rejection == oldSelf.rejection))",messageExpression="'status.rejection cannot change: the operation is ' + oldSelf.phase + ', and the status of a finished operation is sealed'"
-// +kubebuilder:validation:XValidation:rule="!has(oldSelf.phase) || !(oldSelf.phase in ['Completed', 'Failed', 'Aborted', 'Cancelled', 'Retired', 'Terminated', 'Rejected']) || (has(self.createdAt) == has(oldSelf.createdAt) && (!has(self.createdAt) || self.createdAt == oldSelf.createdAt))",messageExpression="'status.createdAt cannot change: the operation is ' + oldSelf.phase + ', and the status of a finished operation is sealed'"
-// +kubebuilder:validation:XValidation:rule="!has(oldSelf.phase) || !(oldSelf.phase in ['Completed', 'Failed', 'Aborted', 'Cancelled', 'Retired', 'Terminated', 'Rejected']) || (has(self.admittedAt) == has(oldSelf.admittedAt) && (!has(self.admittedAt) || self.admittedAt == oldSelf.admittedAt))",messageExpression="'status.admittedAt cannot change: the operation is ' + oldSelf.phase + ', and the status of a finished operation is sealed'"
-// +kubebuilder:validation:XValidation:rule="!has(oldSelf.phase) || !(oldSelf.phase in ['Completed', 'Failed', 'Aborted', 'Cancelled', 'Retired', 'Terminated', 'Rejected']) || (has(self.startedAt) == has(oldSelf.startedAt) && (!has(self.startedAt) || self.startedAt == oldSelf.startedAt))",messageExpression="'status.startedAt cannot change: the operation is ' + oldSelf.phase + ', and the status of a finished operation is sealed'"
-// +kubebuilder:validation:XValidation:rule="!has(oldSelf.phase) || !(oldSelf.phase in ['Completed', 'Failed', 'Aborted', 'Cancelled', 'Retired', 'Terminated', 'Rejected']) || (has(self.lastHeartbeatTime) == has(oldSelf.lastHeartbeatTime) && (!has(self.lastHeartbeatTime) || self.lastHeartbeatTime == oldSelf.lastHeartbeatTime))",messageExpression="'status.lastHeartbeatTime cannot change: the operation is ' + oldSelf.phase + ', and the status of a finished operation is sealed'"
+// +kubebuilder:validation:XValidation:rule="!(oldSelf.?phase.orValue('Pending') in ['Completed', 'Failed', 'Aborted', 'Cancelled', 'Retired', 'Terminated', 'Rejected']) || ((has(self.progress) ? has(oldSelf.progress) && self.progress == oldSelf.progress : !has(oldSelf.progress)) && (has(self.peerReady) ? has(oldSelf.peerReady) && self.peerReady == oldSelf.peerReady : !has(oldSelf.peerReady)) && (has(self.peerHandle) ? has(oldSelf.peerHandle) && self.peerHandle == oldSelf.peerHandle : !has(oldSelf.peerHandle)) && (has(self.rejection) ? has(oldSelf.rejection) && self.rejection == oldSelf.rejection : !has(oldSelf.rejection)) && (has(self.createdAt) ? has(oldSelf.createdAt) && self.createdAt == oldSelf.createdAt : !has(oldSelf.createdAt)) && (has(self.admittedAt) ? has(oldSelf.admittedAt) && self.admittedAt == oldSelf.admittedAt : !has(oldSelf.admittedAt)) && (has(self.startedAt) ? has(oldSelf.startedAt) && self.startedAt == oldSelf.startedAt : !has(oldSelf.startedAt)) && (has(self.completedAt) ? has(oldSelf.completedAt) && self.completedAt == oldSelf.completedAt : !has(oldSelf.completedAt)) && (has(self.lastHeartbeatTime) ? has(oldSelf.lastHeartbeatTime) && self.lastHeartbeatTime == oldSelf.lastHeartbeatTime : !has(oldSelf.lastHeartbeatTime)))",messageExpression="'status.' + (!(has(self.progress) ? has(oldSelf.progress) && self.progress == oldSelf.progress : !has(oldSelf.progress)) ? 'progress' : !(has(self.peerHandle) ? has(oldSelf.peerHandle) && self.peerHandle == oldSelf.peerHandle : !has(oldSelf.peerHandle)) ? 'peerHandle' : !(has(self.peerReady) ? has(oldSelf.peerReady) && self.peerReady == oldSelf.peerReady : !has(oldSelf.peerReady)) ? 'peerReady' : !(has(self.rejection) ? has(oldSelf.rejection) && self.rejection == oldSelf.rejection : !has(oldSelf.rejection)) ? 'rejection' : !(has(self.createdAt) ? has(oldSelf.createdAt) && self.createdAt == oldSelf.createdAt : !has(oldSelf.createdAt)) ? 'createdAt' : !(has(self.admittedAt) ? has(oldSelf.admittedAt) && self.admittedAt == oldSelf.admittedAt : !has(oldSelf.admittedAt)) ? 'admittedAt' : !(has(self.startedAt) ? has(oldSelf.startedAt) && self.startedAt == oldSelf.startedAt : !has(oldSelf.startedAt)) ? 'startedAt' : !(has(self.completedAt) ? has(oldSelf.completedAt) && self.completedAt == oldSelf.completedAt : !has(oldSelf.completedAt)) ? 'completedAt' : 'lastHeartbeatTime') + ' cannot change: the operation is ' + oldSelf.phase + ', and the status of a finished operation is sealed'"
 type OperationStatus struct {
 	// observedGeneration is the spec generation the status reflects.
 	// +optional
@@ -281,6 +277,7 @@ type OperationStatus struct {
 
 	// phase is the lifecycle state. Unset means Pending.
 	// +optional
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf || self in (oldSelf == 'Pending' ? ['Provisioning', 'Rejected', 'Cancelled', 'Terminated'] : oldSelf == 'Provisioning' ? ['Running', 'Failed', 'Aborted', 'Cancelled', 'Terminated'] : oldSelf == 'Running' ? ['Retiring', 'Completed', 'Failed', 'Cancelled', 'Retired', 'Terminated'] : oldSelf == 'Retiring' ? ['Completed', 'Failed', 'Cancelled', 'Retired', 'Terminated'] : [])",messageExpression="oldSelf in ['Completed', 'Failed', 'Aborted', 'Cancelled', 'Retired', 'Terminated', 'Rejected'] ? 'invalid lifecycle transition: ' + oldSelf + ' -> ' + self + ': ' + oldSelf + ' is final' : 'invalid lifecycle transition: ' + oldSelf + ' -> ' + self"
 	Phase OperationPhase `json:"phase,omitempty"`
 
 	// conditions are Terminal and Ready, plus Reconciling or Stalled while
@@ -289,7 +286,7 @@ type OperationStatus struct {
 	// +listType=map
 	// +listMapKey=type
 	// +kubebuilder:validation:MaxItems=16
-	// +kubebuilder:validation:XValidation:rule="self.filter(c, !(c.type in ['Terminal', 'Ready', 'Reconciling', 'Stalled'])).size() <= 12",message="status.conditions: at most 12 conditions besides Terminal, Ready, Reconciling and Stalled, so that the controller's own always fit within 16"
+	// +kubebuilder:validation:XValidation:rule="self.size() <= 12 || self.filter(c, !(c.type in ['Terminal', 'Ready', 'Reconciling', 'Stalled'])).size() <= 12",message="status.conditions: at most 12 conditions besides Terminal, Ready, Reconciling and Stalled, so that the controller's own always fit within 16"
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 
 	// progress is the latest progress report.
@@ -306,6 +303,7 @@ type OperationStatus struct {
 
 	// outcome is set exactly when the phase is terminal, and never changes.
 	// +optional
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",messageExpression="'status.outcome is immutable once written: the operation is already ' + oldSelf.type"
 	Outcome *TerminalOutcome `json:"outcome,omitempty"`
 
 	// rejection says why a session refused the operation.
@@ -332,6 +330,7 @@ type OperationStatus struct {
 	StartedAt *metav1.MicroTime `json:"startedAt,omitempty"`
 	// completedAt is when the operation became terminal.
 	// +optional
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="status.completedAt is immutable once written"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Format=date-time
 	// +kubebuilder:validation:Pattern=`^(?:[0-9]{4}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|02-(?:0[1-9]|1[0-9]|2[0-8]))|(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:[02468][048]|[13579][26])00)-02-29)T(?:[01]?[0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9][.,](?:[0-9]{6}|[+][0-9]{5}|-00000)(?:Z|[+-](?:[01][0-9]|2[0-4]):(?:[0-5][0-9]|60))$`
@@ -355,15 +354,13 @@ type OperationStatus struct {
 // have a status. These two, at the root, cover the first status write (a
 // missing old status is Pending) and the removal of a finished status.
 //
-// A control request is write-once while it can still take effect; once the
-// operation is final a GitOps tool may remove it from Git (and so from the
-// spec), and the outcome stays.
+// A control request is write-once while it can still take effect (the rule
+// on each request refuses a change); once the operation is final a GitOps
+// tool may remove it from Git (and so from the spec), and the outcome stays.
 //
-// +kubebuilder:validation:XValidation:rule="!has(oldSelf.spec.cancel) || (has(self.spec.cancel) ? self.spec.cancel == oldSelf.spec.cancel : has(oldSelf.status) && has(oldSelf.status.phase) && oldSelf.status.phase in ['Completed', 'Failed', 'Aborted', 'Cancelled', 'Retired', 'Terminated', 'Rejected'])",message="spec.cancel is write-once: it cannot be changed, nor removed before the operation is final"
-// +kubebuilder:validation:XValidation:rule="!has(oldSelf.spec.retire) || (has(self.spec.retire) ? self.spec.retire == oldSelf.spec.retire : has(oldSelf.status) && has(oldSelf.status.phase) && oldSelf.status.phase in ['Completed', 'Failed', 'Aborted', 'Cancelled', 'Retired', 'Terminated', 'Rejected'])",message="spec.retire is write-once: it cannot be changed, nor removed before the operation is final"
-// +kubebuilder:validation:XValidation:rule="!has(oldSelf.spec.abort) || (has(self.spec.abort) ? self.spec.abort == oldSelf.spec.abort : has(oldSelf.status) && has(oldSelf.status.phase) && oldSelf.status.phase in ['Completed', 'Failed', 'Aborted', 'Cancelled', 'Retired', 'Terminated', 'Rejected'])",message="spec.abort is write-once: it cannot be changed, nor removed before the operation is final"
+// +kubebuilder:validation:XValidation:rule="((!has(oldSelf.spec.cancel) || has(self.spec.cancel)) && (!has(oldSelf.spec.retire) || has(self.spec.retire)) && (!has(oldSelf.spec.abort) || has(self.spec.abort))) || (has(oldSelf.status) && oldSelf.status.?phase.orValue('Pending') in ['Completed', 'Failed', 'Aborted', 'Cancelled', 'Retired', 'Terminated', 'Rejected'])",messageExpression="'spec.' + (has(oldSelf.spec.cancel) && !has(self.spec.cancel) ? 'cancel' : has(oldSelf.spec.retire) && !has(self.spec.retire) ? 'retire' : 'abort') + ' is write-once: it cannot be changed, nor removed before the operation is final'"
 // +kubebuilder:validation:XValidation:rule="has(oldSelf.status) || !has(self.status) || !has(self.status.phase) || self.status.phase in ['Pending', 'Provisioning', 'Rejected', 'Cancelled', 'Terminated']",messageExpression="'invalid lifecycle transition: Pending -> ' + self.status.phase"
-// +kubebuilder:validation:XValidation:rule="!has(oldSelf.status) || !has(oldSelf.status.phase) || !(oldSelf.status.phase in ['Completed', 'Failed', 'Aborted', 'Cancelled', 'Retired', 'Terminated', 'Rejected']) || has(self.status)",messageExpression="'status cannot be removed: the operation is ' + oldSelf.status.phase + ', and the status of a finished operation is sealed'"
+// +kubebuilder:validation:XValidation:rule="has(self.status) || !has(oldSelf.status) || !(oldSelf.status.?phase.orValue('Pending') in ['Completed', 'Failed', 'Aborted', 'Cancelled', 'Retired', 'Terminated', 'Rejected'])",messageExpression="'status cannot be removed: the operation is ' + oldSelf.status.phase + ', and the status of a finished operation is sealed'"
 // +genclient
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status

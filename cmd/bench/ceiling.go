@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -11,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -54,6 +57,15 @@ func (b *bench) ceiling(ctx context.Context, c int, kind string) (CeilingResult,
 	deadline := start.Add(b.cfg.duration)
 	patch := client.RawPatch(types.MergePatchType, []byte(`{"status":{"active":1,"observedGeneration":1}}`))
 	var wg sync.WaitGroup
+	if kind == "Lifecycle" && b.cfg.pprof && c == b.cfg.concurrency[len(b.cfg.concurrency)-1] {
+		// The lifecycle-writes ceiling's own kube-apiserver profile: what
+		// each of those writes costs, with nothing else running.
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b.apiserverProfile(ctx, max(1, int(b.cfg.duration.Seconds())-1), "apiserver-lifecycle-ceiling-cpu.pprof")
+		}()
+	}
 	for g := range c {
 		wg.Add(1)
 		go func() {
@@ -114,7 +126,12 @@ func (b *bench) ceiling(ctx context.Context, c int, kind string) (CeilingResult,
 // manager's field manager, provisioning succeeded, k progress reports,
 // complete), then retention's delete. It returns how many writes succeeded.
 // -lifecycle-ceiling-variant changes one thing at a time, to find what
-// makes these writes cost more than the trivial ones.
+// makes these writes cost more than the trivial ones: no-conditions,
+// minimal-status, merge-patch, no-delete, and the content ablations
+// no-messages, true-conditions, derived-times and lean (see leanStatus) and
+// no-managed-fields (updates sent without metadata.managedFields). With
+// -pprof, kube-apiserver's CPU profile of this ceiling at the largest C is
+// saved as apiserver-lifecycle-ceiling-cpu.pprof.
 func (b *bench) lifecycleWrites(ctx context.Context, meta metav1.ObjectMeta) (int64, error) {
 	meta.Annotations = map[string]string{opsv1.AnnotationCreatedAt: time.Now().UTC().Format(time.RFC3339Nano)}
 	meta.OwnerReferences = []metav1.OwnerReference{{
@@ -152,6 +169,12 @@ func (b *bench) lifecycleWrites(ctx context.Context, meta metav1.ObjectMeta) (in
 			s := &op.Status
 			s.Conditions, s.Progress, s.ObservedGeneration = nil, nil, 0
 			s.CreatedAt, s.AdmittedAt, s.StartedAt, s.LastHeartbeatTime = nil, nil, nil, nil
+		case "no-messages", "true-conditions", "derived-times", "lean":
+			leanStatus(op, before, st.call, variant)
+		case "no-managed-fields":
+			// The update leaves metadata.managedFields out: the API server
+			// keeps the stored ones, and decodes and coerces a smaller body.
+			op.ManagedFields = nil
 		}
 		var err error
 		if variant == "merge-patch" {
@@ -228,4 +251,49 @@ func (b *bench) warmUpCRDs(ctx context.Context) error {
 		return err
 	}
 	return b.admin.Delete(ctx, s)
+}
+
+// apiserverProfile saves a CPU profile of kube-apiserver (its /debug/pprof,
+// as system:masters) taken over the next seconds, as file in the results
+// folder.
+func (b *bench) apiserverProfile(ctx context.Context, seconds int, file string) {
+	hc, err := rest.HTTPClientFor(b.cl.cfg)
+	if err != nil {
+		logf("pprof: %v", err)
+		return
+	}
+	url := fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", strings.TrimSuffix(b.cl.cfg.Host, "/"), seconds)
+	saveProfile(ctx, hc, url, filepath.Join(b.resultsDir, file))
+}
+
+// leanStatus takes out of a status what the ablation variant leaves out:
+// no-messages clears condition messages that only repeat the reason;
+// true-conditions drops conditions whose status is False; derived-times
+// leaves out createdAt (derivable from the registration) and keeps
+// lastHeartbeatTime only from progress reports (admittedAt and startedAt
+// say the rest); lean does all three.
+func leanStatus(op, before *opsv1.Operation, call lifecycle.Call, variant string) {
+	s := &op.Status
+	if variant == "no-messages" || variant == "lean" {
+		for i, c := range s.Conditions {
+			if c.Message == strings.ToLower(c.Reason) || c.Reason == "Provisioning" || c.Reason == "Pending" {
+				s.Conditions[i].Message = ""
+			}
+		}
+	}
+	if variant == "true-conditions" || variant == "lean" {
+		kept := s.Conditions[:0]
+		for _, c := range s.Conditions {
+			if c.Status == metav1.ConditionTrue {
+				kept = append(kept, c)
+			}
+		}
+		s.Conditions = kept
+	}
+	if variant == "derived-times" || variant == "lean" {
+		s.CreatedAt = nil
+		if call != lifecycle.ReportProgress {
+			s.LastHeartbeatTime = before.Status.LastHeartbeatTime
+		}
+	}
 }

@@ -149,7 +149,7 @@ func schema_meerkat_ops_ops_operator_api_v1alpha1_Operation(ref common.Reference
 	return common.OpenAPIDefinition{
 		Schema: spec.Schema{
 			SchemaProps: spec.SchemaProps{
-				Description: "Operation is one background tool job or mob member child of a session.\n\nThe rules on status above run only when both the old and the new object have a status. These two, at the root, cover the first status write (a missing old status is Pending) and the removal of a finished status.\n\nA control request is write-once while it can still take effect; once the operation is final a GitOps tool may remove it from Git (and so from the spec), and the outcome stays.",
+				Description: "Operation is one background tool job or mob member child of a session.\n\nThe rules on status above run only when both the old and the new object have a status. These two, at the root, cover the first status write (a missing old status is Pending) and the removal of a finished status.\n\nA control request is write-once while it can still take effect (the rule on each request refuses a change); once the operation is final a GitOps tool may remove it from Git (and so from the spec), and the outcome stays.",
 				Type:        []string{"object"},
 				Properties: map[string]spec.Schema{
 					"kind": {
@@ -284,7 +284,7 @@ func schema_meerkat_ops_ops_operator_api_v1alpha1_OperationSpec(ref common.Refer
 	return common.OpenAPIDefinition{
 		Schema: spec.Schema{
 			SchemaProps: spec.SchemaProps{
-				Description: "OperationSpec is what an agent or a user declares about an operation. Identity fields are immutable; control requests are write-once (rules on Operation, since removing one is allowed once the operation is final).",
+				Description: "OperationSpec is what an agent or a user declares about an operation. Identity fields are immutable; control requests are write-once (rules on Operation, since removing one is allowed once the operation is final).\n\nEvery rule on an Operation runs on every write, status writes included, and each field access on an object costs the API server an allocation per property of that object: so the identity fields share one rule.",
 				Type:        []string{"object"},
 				Properties: map[string]spec.Schema{
 					"sessionName": {
@@ -374,7 +374,7 @@ func schema_meerkat_ops_ops_operator_api_v1alpha1_OperationStatus(ref common.Ref
 	return common.OpenAPIDefinition{
 		Schema: spec.Schema{
 			SchemaProps: spec.SchemaProps{
-				Description: "OperationStatus is the lifecycle, written by the agent through the status subresource and by the controller. The API server enforces the transition table of LIFECYCLE.md: each rule below covers one from-phase.\n\n\nOnce the phase is final the status is sealed: only conditions and observedGeneration, which the controller keeps true to the phase, change.",
+				Description: "OperationStatus is the lifecycle, written by the agent through the status subresource and by the controller. The API server enforces the transition table of LIFECYCLE.md: the rule on phase holds the whole table; the first rule here covers a status without a phase (Pending).\n\nEvery rule here runs on every status write, and each access to a field of status costs the API server an allocation per property of status. So the rules below read as few fields as the common write needs: the seal reads only the old phase unless the operation is final.\n\n\nOnce the phase is final the status is sealed: only conditions and observedGeneration, which the controller keeps true to the phase, change.",
 				Type:        []string{"object"},
 				Properties: map[string]spec.Schema{
 					"observedGeneration": {

@@ -26,9 +26,9 @@ import (
 // have a status. These two, at the root, cover the first status write (a
 // missing old status is Pending) and the removal of a finished status.
 //
-// A control request is write-once while it can still take effect; once the
-// operation is final a GitOps tool may remove it from Git (and so from the
-// spec), and the outcome stays.
+// A control request is write-once while it can still take effect (the rule
+// on each request refuses a change); once the operation is final a GitOps
+// tool may remove it from Git (and so from the spec), and the outcome stays.
 type OperationApplyConfiguration struct {
 	v1.TypeMetaApplyConfiguration    `json:""`
 	*v1.ObjectMetaApplyConfiguration `json:"metadata,omitempty"`

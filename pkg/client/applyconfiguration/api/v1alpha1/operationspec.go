@@ -19,6 +19,10 @@ import (
 // OperationSpec is what an agent or a user declares about an operation.
 // Identity fields are immutable; control requests are write-once (rules on
 // Operation, since removing one is allowed once the operation is final).
+//
+// Every rule on an Operation runs on every write, status writes included,
+// and each field access on an object costs the API server an allocation
+// per property of that object: so the identity fields share one rule.
 type OperationSpecApplyConfiguration struct {
 	// sessionName is the OpsSession, in the same namespace, that owns this operation.
 	SessionName *string `json:"sessionName,omitempty"`

@@ -19,7 +19,13 @@ import (
 //
 // OperationStatus is the lifecycle, written by the agent through the status
 // subresource and by the controller. The API server enforces the transition
-// table of LIFECYCLE.md: each rule below covers one from-phase.
+// table of LIFECYCLE.md: the rule on phase holds the whole table; the first
+// rule here covers a status without a phase (Pending).
+//
+// Every rule here runs on every status write, and each access to a field of
+// status costs the API server an allocation per property of status. So the
+// rules below read as few fields as the common write needs: the seal reads
+// only the old phase unless the operation is final.
 //
 // Once the phase is final the status is sealed: only conditions and
 // observedGeneration, which the controller keeps true to the phase, change.

@@ -36,6 +36,10 @@ type LifecycleResult struct {
 	Progress      int     `json:"progress"`
 	MaxCompleted  int     `json:"maxCompleted"`
 
+	// ProgressInterval and ProgressOver: -progress-interval, -progress-over.
+	ProgressInterval string `json:"progressInterval,omitempty"`
+	ProgressOver     string `json:"progressOver,omitempty"`
+
 	Lifecycles    int    `json:"lifecycles"`
 	Failed        int    `json:"failed"`
 	FailureSample string `json:"failureSample,omitempty"`
@@ -129,7 +133,7 @@ func (b *bench) lifecycles(ctx context.Context, name string, c, nSessions, perSe
 	if err := b.ensureNamespace(ctx, ns); err != nil {
 		return LifecycleResult{}, err
 	}
-	rt := opsclient.NewFromClient(b.agent, ns, clock.RealClock{})
+	rt := opsclient.NewFromClient(b.agent, ns, clock.RealClock{}, opsclient.WithProgressInterval(cfg.progressInterval))
 	defer rt.Close() // stops the registries' session watches
 	sc := opsclient.SessionConfig{MaxCompleted: ptr.To(int32(cfg.maxCompleted)), AdmissionPolicy: opsv1.AdmissionPolicy(cfg.policy)}
 	if cfg.maxConcurrent >= 0 {
@@ -162,7 +166,8 @@ func (b *bench) lifecycles(ctx context.Context, name string, c, nSessions, perSe
 	if targetRate > 0 {
 		lim = rate.NewLimiter(rate.Limit(targetRate), 1)
 	}
-	logf("lifecycles %s: %d sessions × %d ops, C=%d, k=%d%s", name, nSessions, perSession, c, cfg.progress, rateNote(targetRate))
+	logf("lifecycles %s: %d sessions × %d ops, C=%d, k=%d (over %s, coalescing interval %s)%s", name, nSessions, perSession, c, cfg.progress,
+		cfg.progressOver, cfg.progressInterval, rateNote(targetRate))
 
 	before, err := b.snapshot(ctx)
 	if err != nil {
@@ -214,7 +219,7 @@ func (b *bench) lifecycles(ctx context.Context, name string, c, nSessions, perSe
 
 	r := LifecycleResult{
 		Name: name, Concurrency: c, TargetRate: round(targetRate, 1), Sessions: nSessions, OpsPerSession: perSession,
-		Progress: cfg.progress, MaxCompleted: cfg.maxCompleted,
+		Progress: cfg.progress, ProgressInterval: cfg.progressInterval.String(), ProgressOver: cfg.progressOver.String(), MaxCompleted: cfg.maxCompleted,
 		Seconds: round(elapsed.Seconds(), 2), DrainSeconds: round((elapsed - ran).Seconds(), 2),
 	}
 	var adm, ntf, ntfRet []time.Duration
@@ -317,6 +322,9 @@ func (b *bench) oneLifecycle(ctx context.Context, reg *opsclient.Registry, id st
 		if err := reg.ReportProgress(ctx, id, opsclient.ProgressUpdate{Message: fmt.Sprintf("step %d of %d", j+1, k), Percent: &p}); err != nil {
 			s.err = fmt.Errorf("ReportProgress %s: %w", id, err)
 			return s
+		}
+		if b.cfg.progressOver > 0 {
+			time.Sleep(b.cfg.progressOver / time.Duration(k))
 		}
 	}
 	// The counting transport notes when the completing write is sent (the

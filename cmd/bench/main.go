@@ -69,6 +69,10 @@ type config struct {
 	halfLoadFraction        float64
 	sweep                   bool
 
+	// progressInterval is the agents' opsclient.WithProgressInterval;
+	// progressOver spreads each lifecycle's k reports over this long.
+	progressInterval, progressOver time.Duration
+
 	scaleRetained, scaleRestart, scaleIdle int
 	scaleSessions                          int
 	scaleTerminal                          string
@@ -103,6 +107,8 @@ func parseFlags() config {
 	flag.IntVar(&c.ops, "ops", 40, "Operations per session (N).")
 	flag.StringVar(&conc, "concurrency", "4,16,64", "Agent goroutines (C); a comma list sweeps.")
 	flag.IntVar(&c.progress, "progress", 3, "ReportProgress calls per lifecycle (k).")
+	flag.DurationVar(&c.progressInterval, "progress-interval", 0, "The agents' progress coalescing interval (opsclient.WithProgressInterval); 0 writes every report, as before coalescing. The chatty scenario: -progress 50 -progress-over 2s -progress-interval 1s.")
+	flag.DurationVar(&c.progressOver, "progress-over", 0, "Spread each lifecycle's k progress reports evenly over this long (one every d/k), as a streaming agent would; 0 sends them back to back.")
 	flag.DurationVar(&c.duration, "duration", 6*time.Second, "How long each ceiling measurement writes.")
 	flag.IntVar(&c.maxCompleted, "max-completed", 0, "Sessions' maxCompleted: retention evicts beyond it.")
 	flag.IntVar(&c.maxConcurrent, "max-concurrent", -1, "Sessions' maxConcurrent; -1 leaves it unset (unlimited).")

@@ -32,11 +32,11 @@ func main() {
 	flag.StringVar(&o.PprofAddr, "pprof-bind-address", "", "Address net/http/pprof binds to; empty disables it.")
 	flag.BoolVar(&o.LeaderElection, "leader-elect", false, "Elect a leader so only one replica reconciles at a time.")
 	flag.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader election Lease (needed outside a cluster).")
-	flag.IntVar(&o.SessionConcurrency, "session-concurrent-reconciles", 4, "OpsSession reconciles run in parallel (different sessions only).")
-	flag.IntVar(&o.OperationConcurrency, "operation-concurrent-reconciles", 4, "Operation reconciles run in parallel.")
+	flag.IntVar(&o.SessionConcurrency, "session-concurrent-reconciles", 16, "OpsSession reconciles run in parallel (different sessions only; each admits, evicts and terminates for its session).")
+	flag.IntVar(&o.OperationConcurrency, "operation-concurrent-reconciles", 16, "Operation reconciles run in parallel (control requests and deadlines).")
 	flag.DurationVar(&o.CountsInterval, "session-counts-interval", controllers.DefaultCountsInterval, "Minimum time between session status writes that only refresh counts.")
-	flag.Float64Var(&qps, "kube-api-qps", 200, "Client-side rate limit on API requests per second.")
-	flag.IntVar(&burst, "kube-api-burst", 400, "Client-side burst above --kube-api-qps.")
+	flag.Float64Var(&qps, "kube-api-qps", -1, "Client-side rate limit on API requests per second; 0 or negative (the default) sets none. The API server's API Priority and Fairness protects it: the manager's FlowSchema (config/flowcontrol, the chart's flowControl values) gives its ServiceAccount a priority level of its own, whose queues absorb its bursts. Set a limit only for an API server without that FlowSchema, e.g. 200.")
+	flag.IntVar(&burst, "kube-api-burst", 0, "Client-side burst above a positive --kube-api-qps; 0 means twice --kube-api-qps.")
 	flag.Float64Var(&memRatio, "memory-limit-ratio", 0.9, "Set GOMEMLIMIT to this fraction of the container's memory limit (cgroup), so the Go runtime collects before the limit is reached; 0 disables. A GOMEMLIMIT in the environment wins.")
 	zo := zap.Options{Development: false, TimeEncoder: nil}
 	zo.BindFlags(flag.CommandLine)
@@ -55,14 +55,14 @@ func main() {
 		log.Error(err, "loading kubeconfig")
 		os.Exit(1)
 	}
-	cfg.QPS, cfg.Burst = float32(qps), burst
+	manager.RateLimit(cfg, qps, burst)
 	cfg.UserAgent = "ops-operator-manager"
 	mgr, err := manager.New(cfg, o)
 	if err != nil {
 		log.Error(err, "building manager")
 		os.Exit(1)
 	}
-	log.Info("starting manager", "qps", qps, "burst", burst,
+	log.Info("starting manager", "qps", cfg.QPS, "burst", cfg.Burst,
 		"metricsAddr", o.MetricsAddr, "metricsSecure", o.MetricsSecure,
 		"sessionConcurrency", o.SessionConcurrency, "operationConcurrency", o.OperationConcurrency)
 	// SetupSignalHandler cancels on SIGTERM or SIGINT; Start then drains

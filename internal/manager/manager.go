@@ -74,8 +74,34 @@ func Scheme() *runtime.Scheme {
 	return s
 }
 
-// New returns a manager with both controllers registered.
+// RateLimit sets cfg's client-side rate limit from --kube-api-qps and
+// --kube-api-burst. A qps of 0 or below sends requests unthrottled: the
+// API server's API Priority and Fairness protects it, and the manager's own
+// FlowSchema (config/flowcontrol) queues its requests at their own priority
+// level rather than letting a client-side token bucket cap the whole system.
+// A positive qps is a token bucket with burst (twice qps when burst <= 0).
+func RateLimit(cfg *rest.Config, qps float64, burst int) {
+	cfg.RateLimiter = nil
+	if qps <= 0 {
+		// client-go reads QPS 0 as its default of 5 per second, and any
+		// negative value as no limiter at all (rest.RESTClientFor).
+		cfg.QPS, cfg.Burst = -1, 0
+		return
+	}
+	if burst <= 0 {
+		burst = max(int(2*qps), 1)
+	}
+	cfg.QPS, cfg.Burst = float32(qps), burst
+}
+
+// New returns a manager with both controllers registered. A cfg that sets
+// no rate limit (QPS 0, no RateLimiter) runs unthrottled, as RateLimit does
+// for qps 0, rather than at client-go's default of 5 requests per second.
 func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
+	if cfg.QPS == 0 && cfg.RateLimiter == nil {
+		cfg = rest.CopyConfig(cfg)
+		RateLimit(cfg, 0, 0)
+	}
 	if o.Clock == nil {
 		o.Clock = clock.RealClock{}
 	}

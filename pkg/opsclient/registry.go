@@ -41,6 +41,11 @@ type Registry struct {
 	watchOnce sync.Once
 	watch     *sessionWatch
 	watchErr  error
+
+	// pmu guards progress: each operation's progress reports not yet
+	// written (WithProgressInterval).
+	pmu      sync.Mutex
+	progress map[string]*progressBuf
 }
 
 // maxKnown bounds the known-object cache; past it, it starts over.
@@ -179,8 +184,12 @@ func (r *Registry) PeerReady(ctx context.Context, id string, handle opsv1.PeerHa
 }
 
 // ReportProgress counts a progress report and keeps its message and percent.
+// Reports are coalesced per operation: see WithProgressInterval.
 func (r *Registry) ReportProgress(ctx context.Context, id string, p ProgressUpdate) error {
-	return r.call(ctx, id, lifecycle.ReportProgress, lifecycle.Args{Message: p.Message, Percent: p.Percent})
+	if r.rt.progressInterval <= 0 {
+		return r.call(ctx, id, lifecycle.ReportProgress, lifecycle.Args{Message: p.Message, Percent: p.Percent})
+	}
+	return r.reportProgress(ctx, id, p)
 }
 
 // CompleteOperation completes a Running or Retiring operation.
@@ -210,8 +219,42 @@ func (r *Registry) MarkRetired(ctx context.Context, id string) error {
 
 // call reads the operation, applies the lifecycle call and writes the status
 // with the read resourceVersion, retrying on conflict. The API server checks
-// the transition again; a refusal comes back as the lifecycle error.
+// the transition again; a refusal comes back as the lifecycle error. The
+// operation's pending progress reports go in the same write.
 func (r *Registry) call(ctx context.Context, id string, c lifecycle.Call, a lifecycle.Args) error {
+	return r.write(ctx, id, &step{c: c, a: a})
+}
+
+// step is one lifecycle call and its arguments.
+type step struct {
+	c lifecycle.Call
+	a lifecycle.Args
+}
+
+// write makes the call st, if any, on the operation, together with its
+// pending progress reports, in one status write. With st nil it writes the
+// pending reports alone, and nothing when there are none.
+func (r *Registry) write(ctx context.Context, id string, st *step) error {
+	b := r.buffer(id)
+	if b == nil && st == nil {
+		return nil
+	}
+	if b != nil {
+		b.wmu.Lock()
+		defer b.wmu.Unlock()
+	}
+	pend := r.take(b)
+	c := lifecycle.ReportProgress
+	if st != nil {
+		c = st.c
+	}
+	if st == nil && pend.n == 0 {
+		// Another write took them first.
+		r.settleNothing(id, b)
+		return nil
+	}
+	started := r.rt.clock.Now()
+	var final, applied bool
 	op := r.recall(id)
 	fromCache := op != nil
 	err := retry.OnError(conflictBackoff, func(err error) bool { return errors.Is(err, errRetry) }, func() error {
@@ -222,17 +265,28 @@ func (r *Registry) call(ctx context.Context, id string, c lifecycle.Call, a life
 			}
 			op, fromCache = fresh, false
 		}
-		if err := lifecycle.Apply(op, c, a, r.rt.clock.Now()); err != nil {
+		applied = pend.applyTo(op)
+		if !applied && st == nil {
 			if fromCache {
-				// What we knew may be stale: decide on a fresh read.
 				op = nil
 				return errRetry
 			}
-			return err
+			return lifecycle.Check(op, lifecycle.ReportProgress)
+		}
+		if st != nil {
+			if err := lifecycle.Apply(op, st.c, st.a, r.rt.clock.Now()); err != nil {
+				if fromCache {
+					// What we knew may be stale: decide on a fresh read.
+					op = nil
+					return errRetry
+				}
+				return err
+			}
 		}
 		err := r.rt.c.Status().Update(ctx, op)
 		switch {
 		case err == nil:
+			final = lifecycle.IsFinal(op.Status.Phase)
 			r.remember(op)
 			return nil
 		case apierrors.IsNotFound(err):
@@ -254,8 +308,11 @@ func (r *Registry) call(ctx context.Context, id string, c lifecycle.Call, a life
 		return err
 	})
 	if errors.Is(err, errRetry) {
-		return fmt.Errorf("%s on %s: still conflicting after %d attempts", c.Action(), id, conflictBackoff.Steps)
+		err = fmt.Errorf("%s on %s: still conflicting after %d attempts", c.Action(), id, conflictBackoff.Steps)
 	}
+	// Reports the operation could not take (it is no longer Running or
+	// Retiring) are dropped with its buffer.
+	r.settle(id, b, pend, started, err, final || (err == nil && !applied))
 	return err
 }
 
@@ -283,6 +340,9 @@ func (r *Registry) owns(op *opsv1.Operation) bool {
 // is already done (the first reason stays: termination is write-once), as
 // Meerkat's terminate_owner never fails.
 func (r *Registry) TerminateOwner(ctx context.Context, reason string) error {
+	// The operations' last progress reports first: the terminations are
+	// the controller's writes, which cannot carry them.
+	_ = r.Flush(ctx)
 	s := &opsv1.OpsSession{}
 	key := types.NamespacedName{Namespace: r.rt.ns, Name: r.session}
 	if err := r.rt.c.Get(ctx, key, s); err != nil {
@@ -306,8 +366,14 @@ func (r *Registry) TerminateOwner(ctx context.Context, reason string) error {
 	return r.watchUntil(ctx, &opsv1.OpsSessionList{}, r.session, s.ResourceVersion, terminated)
 }
 
-// Snapshot returns the operation's state, or NotFound.
+// Snapshot returns the operation's state, or NotFound. The progress counts
+// this Registry's reports not yet written.
 func (r *Registry) Snapshot(ctx context.Context, id string) (*Snapshot, error) {
+	if b := r.buffer(id); b != nil {
+		// No write of it under way: what is read plus what is pending is exact.
+		b.wmu.Lock()
+		defer b.wmu.Unlock()
+	}
 	op, err := r.get(ctx, id)
 	if err != nil {
 		return nil, err
@@ -325,6 +391,10 @@ func (r *Registry) snapshot(op *opsv1.Operation) *Snapshot {
 	}
 	if p := st.Progress; p != nil {
 		s.ProgressCount, s.ProgressMessage, s.ProgressPercent = p.Count, p.Message, p.Percent
+	}
+	if p := r.pendingFor(op.Name); p.n > 0 && lifecycle.Allowed(lifecycle.ReportProgress, st.Phase) {
+		s.ProgressCount += p.n
+		s.ProgressMessage, s.ProgressPercent = p.last.Message, p.last.Percent
 	}
 	if st.StartedAt != nil {
 		s.StartedAtMs = ptr.To(st.StartedAt.UnixMilli())

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
@@ -58,6 +59,14 @@ type Runtime struct {
 
 	mu         sync.Mutex
 	registries map[string]*Registry
+
+	// progressInterval: see WithProgressInterval. timers runs its
+	// intervals: the clock when it can, else the real one.
+	progressInterval time.Duration
+	timers           clock.WithDelayedExecution
+	// intervalDone, when set (tests), is called once the work at the end
+	// of an interval is done.
+	intervalDone func()
 }
 
 // Scheme holds the kinds the client reads and writes.
@@ -73,23 +82,67 @@ func Scheme() *runtime.Scheme {
 }
 
 // New connects to the API server in cfg and works in namespace.
-func New(cfg *rest.Config, namespace string) (*Runtime, error) {
+func New(cfg *rest.Config, namespace string, opts ...Option) (*Runtime, error) {
 	c, err := client.NewWithWatch(cfg, client.Options{Scheme: Scheme()})
 	if err != nil {
 		return nil, err
 	}
-	return NewFromClient(c, namespace, clock.RealClock{}), nil
+	return NewFromClient(c, namespace, clock.RealClock{}, opts...), nil
 }
 
-// NewFromClient uses an existing client, which must know this package's Scheme.
-func NewFromClient(c client.WithWatch, namespace string, clk clock.PassiveClock) *Runtime {
+// NewFromClient uses an existing client, which must know this package's
+// Scheme. clk stamps the statuses; when it can also run timers (a
+// clock.WithDelayedExecution such as k8s.io/utils/clock/testing's
+// FakeClock), it runs the progress intervals too.
+func NewFromClient(c client.WithWatch, namespace string, clk clock.PassiveClock, opts ...Option) *Runtime {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Runtime{c: c, ns: namespace, clock: clk, ctx: ctx, cancel: cancel, registries: map[string]*Registry{}}
+	rt := &Runtime{c: c, ns: namespace, clock: clk, ctx: ctx, cancel: cancel, registries: map[string]*Registry{},
+		progressInterval: DefaultProgressInterval, timers: clock.RealClock{}}
+	if t, ok := clk.(clock.WithDelayedExecution); ok {
+		rt.timers = t
+	}
+	for _, o := range opts {
+		o(rt)
+	}
+	return rt
 }
 
-// Close stops the runtime's shared watches. Pending waits then end with an
+// Flush writes every registry's pending progress reports (see
+// WithProgressInterval) and returns the first error.
+func (rt *Runtime) Flush(ctx context.Context) error {
+	rt.mu.Lock()
+	regs := make([]*Registry, 0, len(rt.registries))
+	for _, r := range rt.registries {
+		regs = append(regs, r)
+	}
+	rt.mu.Unlock()
+	var first error
+	for _, r := range regs {
+		if err := r.Flush(ctx); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// Close writes the pending progress reports (for up to 10 s), then stops
+// the runtime's shared watches and timers. Pending waits then end with an
 // error; the Runtime must not be used afterwards.
-func (rt *Runtime) Close() { rt.cancel() }
+func (rt *Runtime) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
+	_ = rt.Flush(ctx)
+	cancel()
+	rt.cancel()
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	for _, r := range rt.registries {
+		r.pmu.Lock()
+		for id, b := range r.progress {
+			r.dropLocked(id, b)
+		}
+		r.pmu.Unlock()
+	}
+}
 
 // NewOperationID returns a fresh operation id, usable as an object name.
 func NewOperationID() string { return string(uuid.NewUUID()) }
@@ -127,7 +180,8 @@ func (rt *Runtime) OpsLifecycleRegistry(ctx context.Context, sessionID string) (
 	if r, ok := rt.registries[sessionID]; ok && r.sessionUID == s.UID {
 		return r, nil
 	}
-	r := &Registry{rt: rt, session: sessionID, sessionUID: s.UID, watchers: map[string]int{}, known: map[string]*opsv1.Operation{}}
+	r := &Registry{rt: rt, session: sessionID, sessionUID: s.UID, watchers: map[string]int{}, known: map[string]*opsv1.Operation{},
+		progress: map[string]*progressBuf{}}
 	rt.registries[sessionID] = r
 	// Start the session's shared watch now, in the background, so that the
 	// first RegisterOperation or Wait does not also wait for it to list and

@@ -213,6 +213,8 @@ func boundToManagerRole(docs []*unstructured.Unstructured, ns, sa string) bool {
 // installed is what a test checks on the control plane after applying.
 type installed struct {
 	ns, deployment, image, serviceAccount string
+	// flowSchema is the manager's FlowSchema (checkFlowControl).
+	flowSchema string
 }
 
 // checkInstalled reads back, as the installer, the Deployment and the
@@ -270,6 +272,7 @@ func checkInstalled(t *testing.T, ctx context.Context, kubeconfig string, want i
 			t.Errorf("kubectl auth can-i -n %s --as %s %s: %q, want %q", c.ns, as, strings.Join(c.args, " "), got, c.want)
 		}
 	}
+	checkFlowControl(t, ctx, kubeconfig, want.flowSchema, want.ns, want.serviceAccount)
 }
 
 // apply applies a rendering server-side as the installer.
@@ -329,7 +332,7 @@ func TestInstallBundle(t *testing.T) {
 
 	kubeconfig := installerKubeconfig(t, "installer-bundle")
 	apply(t, ctx, kubeconfig, bundle, "ops-operator-install-test-bundle")
-	checkInstalled(t, ctx, kubeconfig, installed{ns: ns, deployment: name, image: img, serviceAccount: name})
+	checkInstalled(t, ctx, kubeconfig, installed{ns: ns, deployment: name, image: img, serviceAccount: name, flowSchema: "ops-operator-manager"})
 }
 
 func clusterRoles(docs []*unstructured.Unstructured) []*unstructured.Unstructured {
@@ -477,8 +480,8 @@ func TestInstallHelmChart(t *testing.T) {
 		t.Errorf("default image %v, want ghcr.io/meerkat-ops/ops-operator:dev (the chart's appVersion)", c["image"])
 	}
 	wantArgs := []string{"--leader-elect", "--metrics-bind-address=:8443", "--metrics-secure=true",
-		"--health-probe-bind-address=:8081", "--kube-api-qps=200", "--kube-api-burst=400",
-		"--session-concurrent-reconciles=4", "--operation-concurrent-reconciles=4",
+		"--health-probe-bind-address=:8081", "--kube-api-qps=-1", "--kube-api-burst=0",
+		"--session-concurrent-reconciles=16", "--operation-concurrent-reconciles=16",
 		"--session-counts-interval=10s", "--memory-limit-ratio=0.9"}
 	if got := containerArgs(c); !reflect.DeepEqual(got, wantArgs) {
 		t.Errorf("default manager args\n got %q\nwant %q", got, wantArgs)
@@ -542,7 +545,7 @@ func TestInstallHelmChart(t *testing.T) {
 	}
 	for _, d := range docs {
 		namespaced := !slices.Contains([]string{"CustomResourceDefinition", "ValidatingAdmissionPolicy",
-			"ValidatingAdmissionPolicyBinding", "ClusterRole", "ClusterRoleBinding"}, d.GetKind())
+			"ValidatingAdmissionPolicyBinding", "ClusterRole", "ClusterRoleBinding", "FlowSchema", "PriorityLevelConfiguration"}, d.GetKind())
 		if namespaced && d.GetNamespace() != ns {
 			t.Errorf("%s is not in the release namespace %s", docKey(d), ns)
 		}
@@ -556,5 +559,5 @@ func TestInstallHelmChart(t *testing.T) {
 	}
 	kubeconfig := installerKubeconfig(t, "installer-chart")
 	apply(t, ctx, kubeconfig, file, "ops-operator-install-test-chart")
-	checkInstalled(t, ctx, kubeconfig, installed{ns: ns, deployment: "meerkat-ops-operator", image: img, serviceAccount: "meerkat-manager"})
+	checkInstalled(t, ctx, kubeconfig, installed{ns: ns, deployment: "meerkat-ops-operator", image: img, serviceAccount: "meerkat-manager", flowSchema: "meerkat-ops-operator-manager"})
 }

@@ -254,7 +254,7 @@ type Rejection struct {
 
 // OperationStatus is the lifecycle, written by the agent through the status
 // subresource and by the controller. The API server enforces the transition
-// table of LIFECYCLE.md: the rule on phase holds the whole table; the first
+// table of docs/lifecycle.md: the rule on phase holds the whole table; the first
 // rule here covers a status without a phase (Pending).
 //
 // Every rule here runs on every status write, and each access to a field of

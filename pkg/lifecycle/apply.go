@@ -76,7 +76,7 @@ func Apply(op *opsv1.Operation, c Call, a Args, now time.Time) error {
 	return nil
 }
 
-// Check returns the error the call gives on op, in LIFECYCLE.md's order.
+// Check returns the error the call gives on op, in docs/lifecycle.md's order.
 func Check(op *opsv1.Operation, c Call) error {
 	from := Normalize(op.Status.Phase)
 	if c == PeerReady {

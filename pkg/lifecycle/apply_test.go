@@ -158,7 +158,7 @@ func wantOutcome(to opsv1.OperationPhase, a lifecycle.Args) *opsv1.TerminalOutco
 	return nil
 }
 
-// wantCheckErr is the error a call gives, per LIFECYCLE.md's order, or nil.
+// wantCheckErr is the error a call gives, per docs/lifecycle.md's order, or nil.
 func wantCheckErr(name string, c lifecycle.Call, from opsv1.OperationPhase, kind opsv1.OperationKind, peerReady bool) error {
 	if c == lifecycle.PeerReady {
 		if kind != opsv1.MobMemberChild {
@@ -178,7 +178,7 @@ func wantCheckErr(name string, c lifecycle.Call, from opsv1.OperationPhase, kind
 var ignoreConditions = cmpopts.IgnoreFields(opsv1.OperationStatus{}, "Conditions")
 
 // TestApplyEveryCallFromEveryPhase walks every call x phase x kind and checks
-// the whole resulting status against one written from LIFECYCLE.md.
+// the whole resulting status against one written from docs/lifecycle.md.
 func TestApplyEveryCallFromEveryPhase(t *testing.T) {
 	kinds := []opsv1.OperationKind{opsv1.BackgroundToolOp, opsv1.MobMemberChild}
 	for _, c := range lifecycle.Calls {

@@ -33,7 +33,7 @@ var allPhases = []opsv1.OperationPhase{
 	rejected,
 }
 
-// wantTransitions is the call x phase table of LIFECYCLE.md plus the project's
+// wantTransitions is the call x phase table of docs/lifecycle.md plus the project's
 // extensions (Pending, Admit, Reject, provisioning_failed), written by hand:
 // for each call, the phases it is allowed from and the phase it leads to. A
 // phase missing from a call's map means the call is not allowed from it.

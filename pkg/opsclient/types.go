@@ -3,7 +3,7 @@
 // registers sessions and hands out each session's Registry, whose calls
 // (RegisterOperation, ProvisioningSucceeded, ReportProgress,
 // CompleteOperation, RegisterWatcher, WaitAll, CollectCompleted, ...) have
-// the semantics and errors of LIFECYCLE.md.
+// the semantics and errors of docs/lifecycle.md.
 //
 // The API server is the store and the authority: every call is a read and at
 // most one optimistic-locked status write, which the CRD's CEL rules check

@@ -204,7 +204,7 @@ func TestEvict(t *testing.T) {
 
 func TestDefaultMaxCompleted(t *testing.T) {
 	if retention.DefaultMaxCompleted != 256 {
-		t.Errorf("DefaultMaxCompleted = %d, want 256 as LIFECYCLE.md says", retention.DefaultMaxCompleted)
+		t.Errorf("DefaultMaxCompleted = %d, want 256 as docs/lifecycle.md says", retention.DefaultMaxCompleted)
 	}
 }
 

@@ -1,7 +1,8 @@
 package envtest
 
-// The 14 tests of ../shared/contract/ops_lifecycle_contract.rs (Meerkat's
-// ops lifecycle contract), ported step for step. The Rust test
+// The 14 tests of Meerkat's ops lifecycle contract (ops_lifecycle_contract.rs
+// in meerkat-runtime 0.5.2; the semantics are in docs/lifecycle.md), ported
+// step for step. The Rust test
 // ops_lifecycle_contract_<name> is TestOpsLifecycleContract_<Name> here.
 // The one difference in kind: eviction is done by the controller, so the
 // retention test waits for it (Eventually) rather than reading it back

@@ -1,6 +1,6 @@
 package envtest
 
-// The cases LIFECYCLE.md lists that the Rust contract does not test.
+// The cases docs/lifecycle.md lists that the Rust contract does not test.
 
 import (
 	"errors"

@@ -374,7 +374,7 @@ func schema_meerkat_ops_ops_operator_api_v1alpha1_OperationStatus(ref common.Ref
 	return common.OpenAPIDefinition{
 		Schema: spec.Schema{
 			SchemaProps: spec.SchemaProps{
-				Description: "OperationStatus is the lifecycle, written by the agent through the status subresource and by the controller. The API server enforces the transition table of LIFECYCLE.md: the rule on phase holds the whole table; the first rule here covers a status without a phase (Pending).\n\nEvery rule here runs on every status write, and each access to a field of status costs the API server an allocation per property of status. So the rules below read as few fields as the common write needs: the seal reads only the old phase unless the operation is final.\n\n\nOnce the phase is final the status is sealed: only conditions and observedGeneration, which the controller keeps true to the phase, change.",
+				Description: "OperationStatus is the lifecycle, written by the agent through the status subresource and by the controller. The API server enforces the transition table of docs/lifecycle.md: the rule on phase holds the whole table; the first rule here covers a status without a phase (Pending).\n\nEvery rule here runs on every status write, and each access to a field of status costs the API server an allocation per property of status. So the rules below read as few fields as the common write needs: the seal reads only the old phase unless the operation is final.\n\n\nOnce the phase is final the status is sealed: only conditions and observedGeneration, which the controller keeps true to the phase, change.",
 				Type:        []string{"object"},
 				Properties: map[string]spec.Schema{
 					"observedGeneration": {

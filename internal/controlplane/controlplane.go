@@ -77,7 +77,7 @@ func Install(ctx context.Context, env *envtest.Environment, root string) error {
 	}
 	var objs []*unstructured.Unstructured
 	for _, dir := range []string{"policy", "rbac"} {
-		found, err := readManifests(filepath.Join(root, "config", dir))
+		found, err := ReadManifests(filepath.Join(root, "config", dir))
 		if err != nil {
 			return err
 		}
@@ -161,9 +161,9 @@ func waitForPolicy(ctx context.Context, env *envtest.Environment) error {
 	return nil
 }
 
-// readManifests decodes every YAML document of the .yaml files in dir
+// ReadManifests decodes every YAML document of the .yaml files in dir
 // except kustomization.yaml.
-func readManifests(dir string) ([]*unstructured.Unstructured, error) {
+func ReadManifests(dir string) ([]*unstructured.Unstructured, error) {
 	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
 	if err != nil {
 		return nil, err
@@ -177,19 +177,29 @@ func readManifests(dir string) ([]*unstructured.Unstructured, error) {
 		if err != nil {
 			return nil, err
 		}
-		dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
-		for {
-			u := &unstructured.Unstructured{}
-			if err := dec.Decode(&u.Object); err != nil {
-				if errors.Is(err, io.EOF) {
-					break
-				}
-				return nil, fmt.Errorf("%s: %w", f, err)
-			}
-			if len(u.Object) > 0 {
-				out = append(out, u)
-			}
+		docs, err := DecodeManifests(data)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", f, err)
 		}
+		out = append(out, docs...)
 	}
 	return out, nil
+}
+
+// DecodeManifests decodes every non-empty YAML or JSON document of data.
+func DecodeManifests(data []byte) ([]*unstructured.Unstructured, error) {
+	var out []*unstructured.Unstructured
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
+	for {
+		u := &unstructured.Unstructured{}
+		if err := dec.Decode(&u.Object); err != nil {
+			if errors.Is(err, io.EOF) {
+				return out, nil
+			}
+			return nil, err
+		}
+		if len(u.Object) > 0 {
+			out = append(out, u)
+		}
+	}
 }

@@ -28,11 +28,7 @@ Rejected operations are not collected (they never ran).`,
   kubectl meerkat collect demo-session -o json`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := printer(pf)
-			if err != nil {
-				return err
-			}
-			c, ns, err := o.client()
+			p, c, ns, err := o.prepare(pf)
 			if err != nil {
 				return err
 			}

@@ -99,11 +99,7 @@ reason does nothing.`, r.short, r.verb, r.verb, orList(allowedFrom(r.call))),
 		Example: fmt.Sprintf("  kubectl meerkat %s index-repository --reason 'not needed'", r.verb),
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := printer(pf)
-			if err != nil {
-				return err
-			}
-			c, ns, err := o.client()
+			p, c, ns, err := o.prepare(pf)
 			if err != nil {
 				return err
 			}

@@ -31,11 +31,7 @@ Rejected operations are shown too.`,
   kubectl meerkat get demo-session -o yaml`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := printer(pf)
-			if err != nil {
-				return err
-			}
-			c, ns, err := o.client()
+			p, c, ns, err := o.prepare(pf)
 			if err != nil {
 				return err
 			}

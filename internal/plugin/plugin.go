@@ -137,6 +137,16 @@ func (o *options) client() (client.WithWatch, string, error) {
 }
 
 // printFlags are -o json|yaml|name; empty is the command's own human output.
+// prepare returns a command's printer and a client for its namespace.
+func (o *options) prepare(pf *genericclioptions.PrintFlags) (printers.ResourcePrinter, client.WithWatch, string, error) {
+	p, err := printer(pf)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	c, ns, err := o.client()
+	return p, c, ns, err
+}
+
 func printFlags(operation string) *genericclioptions.PrintFlags {
 	f := genericclioptions.NewPrintFlags(operation).WithTypeSetter(opsclient.Scheme())
 	// Go templates and jsonpath are not offered: json, yaml and name only.

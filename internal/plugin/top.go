@@ -27,11 +27,7 @@ the controller keeps in the session's status.`,
   kubectl meerkat top -A`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			p, err := printer(pf)
-			if err != nil {
-				return err
-			}
-			c, ns, err := o.client()
+			p, c, ns, err := o.prepare(pf)
 			if err != nil {
 				return err
 			}

@@ -37,11 +37,7 @@ With -o, prints the final Operation instead.`,
   result=$(kubectl meerkat wait index-repository) || echo "did not complete"`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := printer(pf)
-			if err != nil {
-				return err
-			}
-			c, ns, err := o.client()
+			p, c, ns, err := o.prepare(pf)
 			if err != nil {
 				return err
 			}

@@ -3,9 +3,7 @@ package envtest
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,9 +14,9 @@ import (
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/meerkat-ops/ops-operator/internal/controlplane"
 	"github.com/meerkat-ops/ops-operator/test/envtest/testenv"
 )
 
@@ -68,40 +66,20 @@ func runCmd(t *testing.T, ctx context.Context, env []string, name string, args .
 // decodeDocs decodes every non-empty YAML document.
 func decodeDocs(t *testing.T, data []byte) []*unstructured.Unstructured {
 	t.Helper()
-	var out []*unstructured.Unstructured
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
-	for {
-		u := &unstructured.Unstructured{}
-		if err := dec.Decode(&u.Object); err != nil {
-			if errors.Is(err, io.EOF) {
-				return out
-			}
-			t.Fatalf("decoding YAML: %v", err)
-		}
-		if len(u.Object) > 0 {
-			out = append(out, u)
-		}
+	out, err := controlplane.DecodeManifests(data)
+	if err != nil {
+		t.Fatalf("decoding YAML: %v", err)
 	}
+	return out
 }
 
 // decodeFiles decodes the documents of the .yaml files of dir but
 // kustomization.yaml.
 func decodeFiles(t *testing.T, dir string) []*unstructured.Unstructured {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
-	if err != nil || len(files) == 0 {
+	out, err := controlplane.ReadManifests(dir)
+	if err != nil || len(out) == 0 {
 		t.Fatalf("no YAML in %s (%v)", dir, err)
-	}
-	var out []*unstructured.Unstructured
-	for _, f := range files {
-		if filepath.Base(f) == "kustomization.yaml" {
-			continue
-		}
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, decodeDocs(t, data)...)
 	}
 	return out
 }

@@ -5,10 +5,10 @@
 // retained operations, its recovery of a queue after a restart, and its idle
 // cost. `make bench` runs it; docs/benchmarks.md has the figures.
 //
-//	go run ./cmd/bench --bin bin                      # ~2 minutes
-//	go run ./cmd/bench --bin bin -ops 20 -concurrency 4
-//	go run ./cmd/bench --bin bin -scale-retained 50000
-//	go run ./cmd/bench -summarize 'bench-results/run*.json' -plot
+//	make bench                                        # ~2 minutes
+//	make bench BENCH_ARGS="-ops 20 -concurrency 4"
+//	make bench BENCH_ARGS="-scale-retained 50000"
+//	bin/bench -summarize 'bench-results/run*.json' -plot    # after make bench built it
 package main
 
 import (

@@ -19,7 +19,7 @@ import (
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -46,7 +46,7 @@ func TestMetricsAuth(t *testing.T) {
 	ns := newNamespace(t)
 
 	// The scrapers: "reader" bound to the shipped reader role, "stranger" to nothing.
-	readerRole := applyShippedClusterRole(ctx, t, cs, "metrics_reader_role.yaml")
+	readerRole := shippedClusterRole(ctx, t, cs, "metrics_reader_role.yaml")
 	for _, sa := range []string{"reader", "stranger"} {
 		if _, err := cs.CoreV1().ServiceAccounts(ns).Create(ctx,
 			&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa}}, metav1.CreateOptions{}); err != nil {
@@ -166,8 +166,8 @@ func metricsManagerConfig(ctx context.Context, t *testing.T, cs kubernetes.Inter
 		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	applyShippedClusterRole(ctx, t, cs, "role.yaml")
-	applyShippedClusterRole(ctx, t, cs, "metrics_auth_role.yaml")
+	shippedClusterRole(ctx, t, cs, "role.yaml")
+	shippedClusterRole(ctx, t, cs, "metrics_auth_role.yaml")
 	for _, file := range []string{"role_binding.yaml", "metrics_auth_role_binding.yaml"} {
 		var b rbacv1.ClusterRoleBinding
 		readShipped(t, file, &b)
@@ -220,25 +220,22 @@ func readShipped(t *testing.T, file string, obj any) {
 	}
 }
 
-// applyShippedClusterRole creates or updates the ClusterRole in
-// config/rbac/<file> and returns its name.
-func applyShippedClusterRole(ctx context.Context, t *testing.T, cs kubernetes.Interface, file string) string {
+// shippedClusterRole reads the ClusterRole in config/rbac/<file>, checks
+// that the control plane holds it as shipped (controlplane.Install applies
+// every shipped ClusterRole), and returns its name.
+func shippedClusterRole(ctx context.Context, t *testing.T, cs kubernetes.Interface, file string) string {
 	t.Helper()
 	var role rbacv1.ClusterRole
 	readShipped(t, file, &role)
 	if role.Kind != "ClusterRole" || role.Name == "" || len(role.Rules) == 0 {
 		t.Fatalf("%s is not a ClusterRole with rules: %+v", file, role)
 	}
-	_, err := cs.RbacV1().ClusterRoles().Create(ctx, &role, metav1.CreateOptions{})
-	if apierrors.IsAlreadyExists(err) {
-		var cur *rbacv1.ClusterRole
-		if cur, err = cs.RbacV1().ClusterRoles().Get(ctx, role.Name, metav1.GetOptions{}); err == nil {
-			cur.Rules = role.Rules
-			_, err = cs.RbacV1().ClusterRoles().Update(ctx, cur, metav1.UpdateOptions{})
-		}
-	}
+	cur, err := cs.RbacV1().ClusterRoles().Get(ctx, role.Name, metav1.GetOptions{})
 	if err != nil {
-		t.Fatalf("applying %s: %v", file, err)
+		t.Fatalf("the installed %s: %v", file, err)
+	}
+	if !equality.Semantic.DeepEqual(cur.Rules, role.Rules) {
+		t.Fatalf("the installed ClusterRole %s differs from %s:\n%+v\n%+v", role.Name, file, cur.Rules, role.Rules)
 	}
 	return role.Name
 }

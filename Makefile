@@ -20,7 +20,8 @@ all: build
 ##@ Development
 
 .PHONY: manifests
-manifests: ## Generate the CRDs and the RBAC role from markers.
+manifests: ## Generate the CRDs and the RBAC role from markers (first the lifecycle's CEL rules, by hack/celgen).
+	go run ./hack/celgen
 	$(CONTROLLER_GEN) rbac:roleName=ops-operator-manager crd:allowDangerousTypes=true paths="./api/...;./controllers/..." \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
 
@@ -31,6 +32,13 @@ generate: ## Generate deepcopy code (controller-gen) and the client-go clients i
 
 .PHONY: verify
 GENERATED := api/v1alpha1/zz_generated.deepcopy.go pkg/client config/crd/bases config/rbac/role.yaml docs/metrics.md dist/chart
+# CELGEN_FILE is hand-written except the CEL rules tagged "// +celgen:",
+# which hack/celgen writes from pkg/lifecycle's table. It is not in GENERATED,
+# where any uncommitted edit of it would fail verify: instead, verify checks
+# only those rules as committed (HEAD) against the table, so a hand edit of a
+# generated rule, or a table change without make manifests, fails like a
+# stale CRD does.
+CELGEN_FILE := api/v1alpha1/operation_types.go
 
 .PHONY: metrics-doc
 metrics-doc: ## Write docs/metrics.md from the registered collectors.
@@ -40,6 +48,8 @@ verify: manifests generate metrics-doc chart fmt-check ## Regenerate everything 
 	@if [ -n "$$(git status --porcelain -- $(GENERATED))" ]; then \
 		echo "generated files are out of date; run 'make manifests generate' and commit:"; \
 		git status --porcelain -- $(GENERATED); git --no-pager diff -- $(GENERATED) | head -50; exit 1; fi
+	@git show HEAD:$(CELGEN_FILE) | go run ./hack/celgen -check - || { \
+		echo "the CEL rules hack/celgen writes in the committed $(CELGEN_FILE) are out of date; run 'make manifests' and commit"; exit 1; }
 
 .PHONY: fmt
 fmt: ## Rewrite every Go file with gofmt.

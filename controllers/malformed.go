@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -12,16 +13,14 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	opsv1 "github.com/meerkat-ops/ops-operator/api/v1alpha1"
+	"github.com/meerkat-ops/ops-operator/pkg/lifecycle"
 )
 
-// Event reasons for objects holding values the Go types cannot decode (see
+// Objects holding values the Go types cannot decode (see
 // api/v1alpha1/decode.go): the manager ignores those values (an unusable
 // timeout is unset; a timestamp in another RFC 3339 form is read anyway)
-// and says so once, in its log and in a Warning event on the object.
-const (
-	ReasonMalformedSpec   = "MalformedSpec"
-	ReasonMalformedStatus = "MalformedStatus"
-)
+// and says so once, in its log and in a Warning event on the object
+// (opsv1.EventReasonMalformedSpec, EventReasonMalformedStatus).
 
 // reported remembers, per object and reason, the problems already reported,
 // so a problem is logged and sent once however often the object is
@@ -74,30 +73,26 @@ func reportMalformed(ctx context.Context, rec recorder.EventRecorder, kind strin
 	log.FromContext(ctx).Info("ignoring values the operator cannot decode; fix or remove them",
 		"kind", kind, "object", client.ObjectKeyFromObject(obj), "reason", reason, "problems", problems)
 	if rec != nil {
-		rec.Eventf(obj, nil, "Warning", reason, reason, "%s", malformedNote(problems))
+		rec.Eventf(obj, nil, corev1.EventTypeWarning, reason, reason, "%s", malformedNote(problems))
 	}
 }
 
-// malformedNote is the event message. An event message holds at most 1 KiB;
-// each problem quotes at most 64 characters of its value.
+// malformedNote is the event message, within maxNote; each problem quotes
+// at most 64 characters of its value.
 func malformedNote(problems []string) string {
-	msg := "ignored: " + strings.Join(problems, "; ")
-	if len(msg) > 1000 {
-		msg = strings.ToValidUTF8(msg[:1000], "") + "..."
-	}
-	return msg
+	return lifecycle.Truncate("ignored: "+strings.Join(problems, "; "), maxNote)
 }
 
 // reportMalformedOperation reports an Operation's undecodable spec and status values.
 func reportMalformedOperation(ctx context.Context, rec recorder.EventRecorder, op *opsv1.Operation) {
-	reportMalformed(ctx, rec, "Operation", op, ReasonMalformedSpec, op.Spec.Malformed)
-	reportMalformed(ctx, rec, "Operation", op, ReasonMalformedStatus, op.Status.Malformed)
+	reportMalformed(ctx, rec, "Operation", op, opsv1.EventReasonMalformedSpec, op.Spec.Malformed)
+	reportMalformed(ctx, rec, "Operation", op, opsv1.EventReasonMalformedStatus, op.Status.Malformed)
 }
 
 // reportMalformedSession reports an OpsSession's undecodable spec values
 // (its default timeouts). The session reconciler calls it on every pass.
 func reportMalformedSession(ctx context.Context, rec recorder.EventRecorder, sess *opsv1.OpsSession) {
-	reportMalformed(ctx, rec, "OpsSession", sess, ReasonMalformedSpec, sess.Spec.Malformed)
+	reportMalformed(ctx, rec, "OpsSession", sess, opsv1.EventReasonMalformedSpec, sess.Spec.Malformed)
 }
 
 // malformedOperation passes the events of operations with undecodable

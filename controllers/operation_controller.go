@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
@@ -65,9 +66,9 @@ func (r *OperationReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	switch do := next.Do; {
 	case do != nil:
 		if done := w.apply(ctx, op, do.Call, do.Args); done != nil {
-			typ := "Normal"
+			typ := corev1.EventTypeNormal
 			if do.Call == lifecycle.FailOperation {
-				typ = "Warning"
+				typ = corev1.EventTypeWarning
 			}
 			w.event(done, typ, do.Reason, "%s", describe(do))
 		}

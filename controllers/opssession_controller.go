@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -116,13 +117,13 @@ func (r *OpsSessionReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	for _, rj := range plan.Reject {
 		rej := rj.Rejection
 		if done := w.apply(ctx, rj.Op, lifecycle.Reject, lifecycle.Args{Rejection: &rej}); done != nil {
-			w.event(done, "Warning", "Rejected", "%s", rejectionNote(rej))
+			w.event(done, corev1.EventTypeWarning, opsv1.EventReasonRejected, "%s", lifecycle.RejectionMessage(done))
 		}
 	}
 	reason := admission.TerminationReason(sess)
 	for _, op := range plan.Terminate {
 		if w.apply(ctx, op, lifecycle.TerminateOwner, lifecycle.Args{Reason: &reason}) != nil {
-			w.note("Terminated", op.Name)
+			w.note(opsv1.EventReasonTerminated, op.Name)
 		}
 	}
 	for _, op := range plan.Queue {
@@ -133,8 +134,8 @@ func (r *OpsSessionReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		w.evict(ctx, op)
 	}
 	digestDue := r.emitDigests(sess, w.batch, map[string]string{
-		"Terminated":       " (" + reason + ")",
-		opsv1.ReasonQueued: fmt.Sprintf(" (maxConcurrent %d)", plan.Limit),
+		opsv1.EventReasonTerminated: " (" + reason + ")",
+		opsv1.EventReasonQueued:     fmt.Sprintf(" (maxConcurrent %d)", plan.Limit),
 	}, now)
 
 	if w.refused != nil {
@@ -167,34 +168,6 @@ func (r *OpsSessionReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		res.RequeueAfter = due
 	}
 	return res, nil
-}
-
-// emitDigests adds this pass's normal-flow operations to the session's
-// digests and sends each digest whose interval has passed. It returns when
-// the next one falls due, or 0 when none waits.
-func (r *OpsSessionReconciler) emitDigests(sess *opsv1.OpsSession, batch map[string][]string, detail map[string]string, now time.Time) time.Duration {
-	var next time.Duration
-	for _, reason := range []string{opsv1.ReasonQueued, "Terminated"} {
-		key := client.ObjectKeyFromObject(sess).String() + "/" + reason
-		if names := batch[reason]; len(names) > 0 {
-			r.digest.add(key, names, detail[reason])
-		}
-		if !r.digest.has(key) {
-			continue
-		}
-		if wait := r.throttle.wait(key, r.CountsInterval, now); wait > 0 {
-			if next == 0 || wait < next {
-				next = wait
-			}
-			continue
-		}
-		b := r.digest.take(key)
-		r.throttle.mark(key, now)
-		if r.Recorder != nil {
-			r.Recorder.Eventf(sess, nil, "Normal", reason, reason, "%s", b.message(reason))
-		}
-	}
-	return next
 }
 
 // finishDeletion lets a deleted session go once every operation is
@@ -271,26 +244,6 @@ func (r *OpsSessionReconciler) confirmGone(ctx context.Context, sess *opsv1.OpsS
 	return gone, nil
 }
 
-// statusDue says when the session status should be written: 0 now, a
-// positive duration later (counts only, rate-limited), or -1 never.
-func (r *OpsSessionReconciler) statusDue(sess *opsv1.OpsSession, plan admission.Plan, terminated bool, now time.Time) time.Duration {
-	next := sess.DeepCopy()
-	admission.SetSessionStatus(next, plan, terminated, now)
-	st, cur := next.Status, sess.Status
-	if equalStatus(cur, st) {
-		return -1
-	}
-	// Counts, and ledger entries of operations that finished, may wait: both
-	// are derived again from the operations on every pass.
-	countsOnly := cur.ObservedGeneration == st.ObservedGeneration &&
-		equalConditions(cur.Conditions, st.Conditions) &&
-		ledgerOnlyShrank(cur.Admitted, st.Admitted)
-	if !countsOnly {
-		return 0
-	}
-	return r.throttle.wait(client.ObjectKeyFromObject(sess).String()+"/counts", r.CountsInterval, now)
-}
-
 func (r *OpsSessionReconciler) writeStatus(ctx context.Context, sess *opsv1.OpsSession, plan admission.Plan, terminated bool, now time.Time) error {
 	wasTerminated := meta.IsStatusConditionTrue(sess.Status.Conditions, opsv1.ConditionTerminated)
 	admission.SetSessionStatus(sess, plan, terminated, now)
@@ -300,7 +253,7 @@ func (r *OpsSessionReconciler) writeStatus(ctx context.Context, sess *opsv1.OpsS
 	}
 	r.throttle.mark(client.ObjectKeyFromObject(sess).String()+"/counts", now)
 	if terminated && !wasTerminated && r.Recorder != nil {
-		r.Recorder.Eventf(sess, nil, "Normal", "Terminated", "Terminate", "session terminated: %s", admission.TerminationReason(sess))
+		r.Recorder.Eventf(sess, nil, corev1.EventTypeNormal, opsv1.EventReasonTerminated, "Terminate", "session terminated: %s", admission.TerminationReason(sess))
 	}
 	return nil
 }
@@ -315,13 +268,6 @@ func (r *OpsSessionReconciler) deleteUnowned(ctx context.Context, sess *opsv1.Op
 		}
 	}
 	return nil
-}
-
-func rejectionNote(rej opsv1.Rejection) string {
-	if rej.Reason == opsv1.RejectionMaxConcurrentExceeded {
-		return fmt.Sprintf("rejected: max concurrent operations exceeded (limit %d, active %d)", *rej.Limit, *rej.Active)
-	}
-	return "rejected: session was terminated"
 }
 
 // SetupWithManager registers the controller and its field index.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -74,7 +75,7 @@ func (w *writer) apply(ctx context.Context, op *opsv1.Operation, c lifecycle.Cal
 func (w *writer) queue(ctx context.Context, op *opsv1.Operation, limit int) {
 	next := op.DeepCopy()
 	if lifecycle.SetQueued(next, limit, w.now) && w.update(ctx, next) {
-		w.note(opsv1.ReasonQueued, op.Name)
+		w.note(opsv1.EventReasonQueued, op.Name)
 	}
 }
 
@@ -125,8 +126,11 @@ func (w *writer) refuse(op *opsv1.Operation, doing string, err error) {
 	if w.refused == nil {
 		w.refused = fmt.Errorf("%s operation %s: %w", doing, op.Name, err)
 	}
-	w.event(op, "Warning", "WriteRefused", "%s", lifecycle.Truncate(err.Error(), 1024))
+	w.event(op, corev1.EventTypeWarning, opsv1.EventReasonWriteRefused, "%s", lifecycle.Truncate(err.Error(), maxNote))
 }
+
+// maxNote is the most bytes an event's note may hold.
+const maxNote = 1024
 
 func (w *writer) event(obj client.Object, typ, reason, format string, args ...any) {
 	if w.rec == nil {

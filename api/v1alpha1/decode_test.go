@@ -65,6 +65,10 @@ func micro(s string) *metav1.MicroTime {
 
 func dur(d time.Duration) *metav1.Duration { return &metav1.Duration{Duration: d} }
 
+// badDuration is a duration a person might write that time.ParseDuration
+// (and so metav1.Duration) refuses.
+const badDuration = "5 minutes"
+
 // TestLenientDecode: a value the Go types cannot decode no longer fails the
 // object (nor a list, nor a watch event): it is read leniently or dropped,
 // and recorded in Malformed; everything else decodes as before.
@@ -100,7 +104,7 @@ func TestLenientDecode(t *testing.T) {
 		},
 		{name: "heartbeatTimeout abc", json: opJSON(`"sessionName":"s","kind":"BackgroundToolOp","heartbeatTimeout":"abc"`, ""), poison: "abc",
 			check: specMalformed(`spec.heartbeatTimeout: "abc": invalid duration`)},
-		{name: "provisioningTimeout 5 minutes", json: opJSON(`"sessionName":"s","kind":"BackgroundToolOp","provisioningTimeout":"5 minutes"`, ""), poison: "5 minutes",
+		{name: "provisioningTimeout 5 minutes", json: opJSON(`"sessionName":"s","kind":"BackgroundToolOp","provisioningTimeout":"5 minutes"`, ""), poison: badDuration,
 			check: specMalformed(`spec.provisioningTimeout: "5 minutes": invalid duration`)},
 		{name: "provisioningTimeout overflows", json: opJSON(`"sessionName":"s","kind":"BackgroundToolOp","provisioningTimeout":"9999999999h"`, ""), poison: "9999999999h",
 			check: specMalformed(`spec.provisioningTimeout: "9999999999h": invalid duration`)},
@@ -146,7 +150,7 @@ func TestLenientDecode(t *testing.T) {
 				expectTime(t, "completedAt", op.Status.CompletedAt, nil)
 			},
 		},
-		{name: "session defaults", json: sessionJSON(`"maxConcurrent":2,"provisioningTimeout":"5 minutes","heartbeatTimeout":"-5s"`), poison: "5 minutes",
+		{name: "session defaults", json: sessionJSON(`"maxConcurrent":2,"provisioningTimeout":"5 minutes","heartbeatTimeout":"-5s"`), poison: badDuration,
 			check: func(t *testing.T, obj runtime.Object) {
 				s := obj.(*OpsSession)
 				if s.Spec.MaxConcurrent == nil || *s.Spec.MaxConcurrent != 2 || s.Spec.ProvisioningTimeout != nil || s.Spec.HeartbeatTimeout != nil {
@@ -167,14 +171,7 @@ func TestLenientDecode(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.poison != "" {
-				// The stock types fail on it: this input used to halt a client.
-				raw, _ := json.Marshal(tc.poison)
-				if tc.poison == "5" {
-					raw = []byte("5")
-				}
-				if (&metav1.MicroTime{}).UnmarshalJSON(raw) == nil || (&metav1.Duration{}).UnmarshalJSON(raw) == nil {
-					t.Fatalf("%s is not poison for the stock types", tc.poison)
-				}
+				expectPoison(t, tc.poison)
 			}
 			t.Run("object", func(t *testing.T) {
 				obj, _, err := dec.Decode([]byte(tc.json), nil, nil)
@@ -182,51 +179,74 @@ func TestLenientDecode(t *testing.T) {
 					t.Fatalf("decode: %v", err)
 				}
 				tc.check(t, obj)
-				roundTrip(t, dec, obj, tc.check)
+				roundTrip(t, dec, obj)
 			})
-			t.Run("list", func(t *testing.T) {
-				kind := "OperationList"
-				if strings.Contains(tc.json, `"kind":"OpsSession"`) {
-					kind = "OpsSessionList"
-				}
-				list := fmt.Sprintf(`{"apiVersion":"ops.meerkat.dev/v1alpha1","kind":%q,"metadata":{"resourceVersion":"7"},"items":[%s,%s]}`, kind, tc.json, tc.json)
-				obj, _, err := dec.Decode([]byte(list), nil, nil)
-				if err != nil {
-					t.Fatalf("decode list: %v", err)
-				}
-				switch l := obj.(type) {
-				case *OperationList:
-					if len(l.Items) != 2 {
-						t.Fatalf("%d items", len(l.Items))
-					}
-					tc.check(t, &l.Items[1])
-				case *OpsSessionList:
-					if len(l.Items) != 2 {
-						t.Fatalf("%d items", len(l.Items))
-					}
-					tc.check(t, &l.Items[1])
-				default:
-					t.Fatalf("decoded a %T", obj)
-				}
-			})
-			t.Run("watch", func(t *testing.T) {
-				var stream bytes.Buffer
-				for _, typ := range []string{"ADDED", "MODIFIED"} {
-					fmt.Fprintf(&stream, `{"type":%q,"object":%s}`+"\n", typ, tc.json)
-				}
-				d := watchDec(io.NopCloser(&stream))
-				for _, want := range []watch.EventType{watch.Added, watch.Modified} {
-					typ, obj, err := d.Decode()
-					if err != nil {
-						t.Fatalf("decode watch event: %v", err)
-					}
-					if typ != want {
-						t.Fatalf("event %s, want %s", typ, want)
-					}
-					tc.check(t, obj)
-				}
-			})
+			t.Run("list", func(t *testing.T) { checkListDecode(t, dec, tc.json, tc.check) })
+			t.Run("watch", func(t *testing.T) { checkWatchDecode(t, watchDec, tc.json, tc.check) })
 		})
+	}
+}
+
+// expectPoison: the stock types fail on poison, so an input holding it used
+// to halt a client.
+func expectPoison(t *testing.T, poison string) {
+	t.Helper()
+	raw, _ := json.Marshal(poison)
+	if poison == "5" {
+		raw = []byte("5")
+	}
+	if (&metav1.MicroTime{}).UnmarshalJSON(raw) == nil || (&metav1.Duration{}).UnmarshalJSON(raw) == nil {
+		t.Fatalf("%s is not poison for the stock types", poison)
+	}
+}
+
+// checkListDecode decodes a list of two copies of the object in objJSON and
+// checks the second.
+func checkListDecode(t *testing.T, dec runtime.Decoder, objJSON string, check func(*testing.T, runtime.Object)) {
+	t.Helper()
+	kind := "OperationList"
+	if strings.Contains(objJSON, `"kind":"OpsSession"`) {
+		kind = "OpsSessionList"
+	}
+	list := fmt.Sprintf(`{"apiVersion":"ops.meerkat.dev/v1alpha1","kind":%q,"metadata":{"resourceVersion":"7"},"items":[%s,%s]}`, kind, objJSON, objJSON)
+	obj, _, err := dec.Decode([]byte(list), nil, nil)
+	if err != nil {
+		t.Fatalf("decode list: %v", err)
+	}
+	switch l := obj.(type) {
+	case *OperationList:
+		if len(l.Items) != 2 {
+			t.Fatalf("%d items", len(l.Items))
+		}
+		check(t, &l.Items[1])
+	case *OpsSessionList:
+		if len(l.Items) != 2 {
+			t.Fatalf("%d items", len(l.Items))
+		}
+		check(t, &l.Items[1])
+	default:
+		t.Fatalf("decoded a %T", obj)
+	}
+}
+
+// checkWatchDecode decodes an ADDED and a MODIFIED watch event of the
+// object in objJSON and checks both.
+func checkWatchDecode(t *testing.T, watchDec func(io.ReadCloser) *restclientwatch.Decoder, objJSON string, check func(*testing.T, runtime.Object)) {
+	t.Helper()
+	var stream bytes.Buffer
+	for _, typ := range []string{"ADDED", "MODIFIED"} {
+		fmt.Fprintf(&stream, `{"type":%q,"object":%s}`+"\n", typ, objJSON)
+	}
+	d := watchDec(io.NopCloser(&stream))
+	for _, want := range []watch.EventType{watch.Added, watch.Modified} {
+		typ, obj, err := d.Decode()
+		if err != nil {
+			t.Fatalf("decode watch event: %v", err)
+		}
+		if typ != want {
+			t.Fatalf("event %s, want %s", typ, want)
+		}
+		check(t, obj)
 	}
 }
 
@@ -268,7 +288,7 @@ func expectTime(t *testing.T, what string, got, want *metav1.MicroTime) {
 
 // roundTrip: what a lenient decode produced encodes to values the schema
 // accepts, without Malformed, and decodes back to the same values.
-func roundTrip(t *testing.T, dec runtime.Decoder, obj runtime.Object, check func(*testing.T, runtime.Object)) {
+func roundTrip(t *testing.T, dec runtime.Decoder, obj runtime.Object) {
 	t.Helper()
 	out, err := json.Marshal(obj)
 	if err != nil {
@@ -295,6 +315,9 @@ func roundTrip(t *testing.T, dec runtime.Decoder, obj runtime.Object, check func
 	again, _, err := dec.Decode(out, &gvk, nil)
 	if err != nil {
 		t.Fatalf("decode again: %v", err)
+	}
+	if out2, err := json.Marshal(again); err != nil || !bytes.Equal(out, out2) {
+		t.Errorf("decoded back to other values (%v):\n%s\nthen\n%s", err, out, out2)
 	}
 	switch o := again.(type) {
 	case *Operation:
@@ -465,7 +488,7 @@ func TestDurationRule(t *testing.T) {
 		}
 		return d > 0
 	}
-	for _, s := range []string{"abc", "5 minutes", "9999999999h", "-5s", "0s", "0", "", "+", ".", "1h1h", "1000000h", "99999999m", "1s1h", "1.5 h", "1H"} {
+	for _, s := range []string{"abc", badDuration, "9999999999h", "-5s", "0s", "0", "", "+", ".", "1h1h", "1000000h", "99999999m", "1s1h", "1.5 h", "1H"} {
 		if accepts(s) {
 			t.Errorf("%q accepted", s)
 		}

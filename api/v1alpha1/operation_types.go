@@ -62,12 +62,12 @@ type OperationSpec struct {
 	// +kubebuilder:validation:MaxLength=253
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec.sessionName is immutable"
-	SessionName string `json:"sessionName"`
+	SessionName string `json:"sessionName,omitempty"`
 
 	// kind is BackgroundToolOp or MobMemberChild.
 	// +required
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec.kind is immutable"
-	Kind OperationKind `json:"kind"`
+	Kind OperationKind `json:"kind,omitempty"`
 
 	// displayName is the human-readable name; ListOperations sorts by it.
 	// +optional
@@ -163,8 +163,9 @@ type TerminalOutcome struct {
 	// +required
 	// The field's type carries every phase as its enum (the type's marker
 	// wins over a field's), so this rule names the six that may be an outcome.
+	// +celgen:outcome-type: generated from pkg/lifecycle's table by hack/celgen (make manifests); edit the table or hack/celgen/rules.go, not the rule below
 	// +kubebuilder:validation:XValidation:rule="self in ['Completed', 'Failed', 'Aborted', 'Cancelled', 'Retired', 'Terminated']",messageExpression="'outcome.type must be a terminal phase (Completed, Failed, Aborted, Cancelled, Retired or Terminated), not ' + self"
-	Type OperationPhase `json:"type"`
+	Type OperationPhase `json:"type,omitempty"`
 	// result is set for Completed.
 	// +optional
 	Result *OperationResult `json:"result,omitempty"`
@@ -201,17 +202,17 @@ type TrustedPeer struct {
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=256
-	Name string `json:"name"`
+	Name string `json:"name,omitempty"`
 	// peerID is the peer's identity.
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=256
-	PeerID string `json:"peerID"`
+	PeerID string `json:"peerID,omitempty"`
 	// address is where the peer listens, such as inproc://name.
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=1024
-	Address string `json:"address"`
+	Address string `json:"address,omitempty"`
 }
 
 // PeerHandle is what a MobMemberChild reports at peer-ready.
@@ -220,10 +221,10 @@ type PeerHandle struct {
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=256
-	PeerName string `json:"peerName"`
+	PeerName string `json:"peerName,omitempty"`
 	// trustedPeer is the peer's spec.
 	// +required
-	TrustedPeer TrustedPeer `json:"trustedPeer"`
+	TrustedPeer TrustedPeer `json:"trustedPeer,omitzero"`
 }
 
 // RejectionReason says why an operation was not admitted.
@@ -241,7 +242,7 @@ const (
 type Rejection struct {
 	// reason is why the operation was refused.
 	// +required
-	Reason RejectionReason `json:"reason"`
+	Reason RejectionReason `json:"reason,omitempty"`
 	// limit is the session's maxConcurrent at the decision.
 	// +optional
 	// +kubebuilder:validation:Minimum=0
@@ -262,13 +263,16 @@ type Rejection struct {
 // rules below read as few fields as the common write needs: the seal reads
 // only the old phase unless the operation is final.
 //
+// +celgen:status-unset-phase: generated from pkg/lifecycle's table by hack/celgen (make manifests); edit the table or hack/celgen/rules.go, not the rule below
 // +kubebuilder:validation:XValidation:rule="has(oldSelf.phase) ? has(self.phase) || oldSelf.phase == 'Pending' : !has(self.phase) || self.phase in ['Pending', 'Provisioning', 'Rejected', 'Cancelled', 'Terminated']",messageExpression="!has(oldSelf.phase) ? 'invalid lifecycle transition: Pending -> ' + self.phase : oldSelf.phase in ['Completed', 'Failed', 'Aborted', 'Cancelled', 'Retired', 'Terminated', 'Rejected'] ? 'invalid lifecycle transition: ' + oldSelf.phase + ' -> <unset>: ' + oldSelf.phase + ' is final' : 'invalid lifecycle transition: ' + oldSelf.phase + ' -> <unset>'"
+// +celgen:status-outcome: generated from pkg/lifecycle's table by hack/celgen (make manifests); edit the table or hack/celgen/rules.go, not the rule below
 // +kubebuilder:validation:XValidation:rule="has(self.outcome) ? self.?phase.orValue('Pending') in ['Completed', 'Failed', 'Aborted', 'Cancelled', 'Retired', 'Terminated'] && self.outcome.type == self.phase : !(self.?phase.orValue('Pending') in ['Completed', 'Failed', 'Aborted', 'Cancelled', 'Retired', 'Terminated'])",messageExpression="!has(self.outcome) ? 'status.outcome is required in terminal phase ' + self.phase : !(self.?phase.orValue('Pending') in ['Completed', 'Failed', 'Aborted', 'Cancelled', 'Retired', 'Terminated']) ? 'status.outcome is only allowed in a terminal phase, not ' + (has(self.phase) ? self.phase : 'Pending') : 'status.outcome.type ' + self.outcome.type + ' does not match phase ' + self.phase"
 // +kubebuilder:validation:XValidation:rule="!has(self.peerHandle) || self.peerReady",message="status.peerHandle requires status.peerReady"
 //
 // Once the phase is final the status is sealed: only conditions and
 // observedGeneration, which the controller keeps true to the phase, change.
 //
+// +celgen:status-seal: generated from pkg/lifecycle's table by hack/celgen (make manifests); edit the table or hack/celgen/rules.go, not the rule below
 // +kubebuilder:validation:XValidation:rule="!(oldSelf.?phase.orValue('Pending') in ['Completed', 'Failed', 'Aborted', 'Cancelled', 'Retired', 'Terminated', 'Rejected']) || ((has(self.progress) ? has(oldSelf.progress) && self.progress == oldSelf.progress : !has(oldSelf.progress)) && (has(self.peerReady) ? has(oldSelf.peerReady) && self.peerReady == oldSelf.peerReady : !has(oldSelf.peerReady)) && (has(self.peerHandle) ? has(oldSelf.peerHandle) && self.peerHandle == oldSelf.peerHandle : !has(oldSelf.peerHandle)) && (has(self.rejection) ? has(oldSelf.rejection) && self.rejection == oldSelf.rejection : !has(oldSelf.rejection)) && (has(self.createdAt) ? has(oldSelf.createdAt) && self.createdAt == oldSelf.createdAt : !has(oldSelf.createdAt)) && (has(self.admittedAt) ? has(oldSelf.admittedAt) && self.admittedAt == oldSelf.admittedAt : !has(oldSelf.admittedAt)) && (has(self.startedAt) ? has(oldSelf.startedAt) && self.startedAt == oldSelf.startedAt : !has(oldSelf.startedAt)) && (has(self.completedAt) ? has(oldSelf.completedAt) && self.completedAt == oldSelf.completedAt : !has(oldSelf.completedAt)) && (has(self.lastHeartbeatTime) ? has(oldSelf.lastHeartbeatTime) && self.lastHeartbeatTime == oldSelf.lastHeartbeatTime : !has(oldSelf.lastHeartbeatTime)))",messageExpression="'status.' + (!(has(self.progress) ? has(oldSelf.progress) && self.progress == oldSelf.progress : !has(oldSelf.progress)) ? 'progress' : !(has(self.peerHandle) ? has(oldSelf.peerHandle) && self.peerHandle == oldSelf.peerHandle : !has(oldSelf.peerHandle)) ? 'peerHandle' : !(has(self.peerReady) ? has(oldSelf.peerReady) && self.peerReady == oldSelf.peerReady : !has(oldSelf.peerReady)) ? 'peerReady' : !(has(self.rejection) ? has(oldSelf.rejection) && self.rejection == oldSelf.rejection : !has(oldSelf.rejection)) ? 'rejection' : !(has(self.createdAt) ? has(oldSelf.createdAt) && self.createdAt == oldSelf.createdAt : !has(oldSelf.createdAt)) ? 'createdAt' : !(has(self.admittedAt) ? has(oldSelf.admittedAt) && self.admittedAt == oldSelf.admittedAt : !has(oldSelf.admittedAt)) ? 'admittedAt' : !(has(self.startedAt) ? has(oldSelf.startedAt) && self.startedAt == oldSelf.startedAt : !has(oldSelf.startedAt)) ? 'startedAt' : !(has(self.completedAt) ? has(oldSelf.completedAt) && self.completedAt == oldSelf.completedAt : !has(oldSelf.completedAt)) ? 'completedAt' : 'lastHeartbeatTime') + ' cannot change: the operation is ' + oldSelf.phase + ', and the status of a finished operation is sealed'"
 type OperationStatus struct {
 	// observedGeneration is the spec generation the status reflects.
@@ -277,6 +281,7 @@ type OperationStatus struct {
 
 	// phase is the lifecycle state. Unset means Pending.
 	// +optional
+	// +celgen:phase-transitions: generated from pkg/lifecycle's table by hack/celgen (make manifests); edit the table or hack/celgen/rules.go, not the rule below
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf || self in (oldSelf == 'Pending' ? ['Provisioning', 'Rejected', 'Cancelled', 'Terminated'] : oldSelf == 'Provisioning' ? ['Running', 'Failed', 'Aborted', 'Cancelled', 'Terminated'] : oldSelf == 'Running' ? ['Retiring', 'Completed', 'Failed', 'Cancelled', 'Retired', 'Terminated'] : oldSelf == 'Retiring' ? ['Completed', 'Failed', 'Cancelled', 'Retired', 'Terminated'] : [])",messageExpression="oldSelf in ['Completed', 'Failed', 'Aborted', 'Cancelled', 'Retired', 'Terminated', 'Rejected'] ? 'invalid lifecycle transition: ' + oldSelf + ' -> ' + self + ': ' + oldSelf + ' is final' : 'invalid lifecycle transition: ' + oldSelf + ' -> ' + self"
 	Phase OperationPhase `json:"phase,omitempty"`
 
@@ -358,8 +363,11 @@ type OperationStatus struct {
 // on each request refuses a change); once the operation is final a GitOps
 // tool may remove it from Git (and so from the spec), and the outcome stays.
 //
+// +celgen:spec-write-once: generated from pkg/lifecycle's table by hack/celgen (make manifests); edit the table or hack/celgen/rules.go, not the rule below
 // +kubebuilder:validation:XValidation:rule="((!has(oldSelf.spec.cancel) || has(self.spec.cancel)) && (!has(oldSelf.spec.retire) || has(self.spec.retire)) && (!has(oldSelf.spec.abort) || has(self.spec.abort))) || (has(oldSelf.status) && oldSelf.status.?phase.orValue('Pending') in ['Completed', 'Failed', 'Aborted', 'Cancelled', 'Retired', 'Terminated', 'Rejected'])",messageExpression="'spec.' + (has(oldSelf.spec.cancel) && !has(self.spec.cancel) ? 'cancel' : has(oldSelf.spec.retire) && !has(self.spec.retire) ? 'retire' : 'abort') + ' is write-once: it cannot be changed, nor removed before the operation is final'"
+// +celgen:first-status: generated from pkg/lifecycle's table by hack/celgen (make manifests); edit the table or hack/celgen/rules.go, not the rule below
 // +kubebuilder:validation:XValidation:rule="has(oldSelf.status) || !has(self.status) || !has(self.status.phase) || self.status.phase in ['Pending', 'Provisioning', 'Rejected', 'Cancelled', 'Terminated']",messageExpression="'invalid lifecycle transition: Pending -> ' + self.status.phase"
+// +celgen:status-removal: generated from pkg/lifecycle's table by hack/celgen (make manifests); edit the table or hack/celgen/rules.go, not the rule below
 // +kubebuilder:validation:XValidation:rule="has(self.status) || !has(oldSelf.status) || !(oldSelf.status.?phase.orValue('Pending') in ['Completed', 'Failed', 'Aborted', 'Cancelled', 'Retired', 'Terminated', 'Rejected'])",messageExpression="'status cannot be removed: the operation is ' + oldSelf.status.phase + ', and the status of a finished operation is sealed'"
 // +genclient
 // +kubebuilder:object:root=true
@@ -377,11 +385,19 @@ type OperationStatus struct {
 // +kubebuilder:printcolumn:name="Reports",type=integer,JSONPath=`.status.progress.count`,priority=1
 // +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].message`,priority=1
 type Operation struct {
-	metav1.TypeMeta   `json:",inline"`
+	metav1.TypeMeta `json:",inline"`
+	// metadata is the standard object metadata.
+	// +optional
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
+	// spec is what an agent or a user declares about the operation: its
+	// identity (immutable) and control requests (write-once).
 	// +required
-	Spec OperationSpec `json:"spec"`
+	Spec OperationSpec `json:"spec,omitzero"`
+	// status is the operation's lifecycle, written by the agent through the
+	// status subresource and by the controller; the API server enforces the
+	// transition table of docs/lifecycle.md. Once the phase is final the
+	// status is sealed: only conditions and observedGeneration change.
 	// +optional
 	Status OperationStatus `json:"status,omitempty"`
 }

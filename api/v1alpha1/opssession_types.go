@@ -70,7 +70,7 @@ type Termination struct {
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=1024
-	Reason string `json:"reason"`
+	Reason string `json:"reason,omitempty"`
 }
 
 // LedgerEntry is one admitted operation in the session's admission ledger.
@@ -79,7 +79,7 @@ type LedgerEntry struct {
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
-	Name string `json:"name"`
+	Name string `json:"name,omitempty"`
 	// uid is the Operation's UID, so a re-registered name is a new entry.
 	// +required
 	// +kubebuilder:validation:MaxLength=64
@@ -135,11 +135,15 @@ type OpsSessionStatus struct {
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:printcolumn:name="Terminated",type=string,JSONPath=`.spec.termination.reason`,priority=1
 type OpsSession struct {
-	metav1.TypeMeta   `json:",inline"`
+	metav1.TypeMeta `json:",inline"`
+	// metadata is the standard object metadata.
+	// +optional
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
+	// spec holds the session's limits and its termination request.
 	// +optional
 	Spec OpsSessionSpec `json:"spec,omitempty"`
+	// status is written by the controller only.
 	// +optional
 	Status OpsSessionStatus `json:"status,omitempty"`
 }

@@ -137,8 +137,9 @@ func startDevcluster(t *testing.T, exe, data string) *devcluster {
 // children returns the pids devcluster recorded in data/run that are live.
 func children(t *testing.T, data string) []int {
 	t.Helper()
-	var pids []int
-	for pid := range recorded(data) {
+	rec := recorded(data)
+	pids := make([]int, 0, len(rec))
+	for pid := range rec {
 		pids = append(pids, pid)
 	}
 	return pids
@@ -193,91 +194,105 @@ func TestDevcluster(t *testing.T) {
 	first := startDevcluster(t, exe, data)
 	admin := clientFor(t, filepath.Join(data, "kubeconfig"))
 
-	t.Run("garbage collection", func(t *testing.T) {
-		agentCfg, err := clientcmd.BuildConfigFromFlags("", filepath.Join(data, "agent.kubeconfig"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		rt, err := opsclient.New(agentCfg, metav1.NamespaceDefault)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rt.Close()
-		session := opsclient.NewSessionID()
-		if err := rt.RegisterSession(ctx, session, opsclient.SessionConfig{}); err != nil {
-			t.Fatal(err)
-		}
-		reg, err := rt.OpsLifecycleRegistry(ctx, session)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := range 3 {
-			spec := opsclient.OperationSpec{ID: opsclient.NewOperationID(), Kind: opsv1.BackgroundToolOp, DisplayName: fmt.Sprint("op ", i)}
-			if err := reg.RegisterOperation(ctx, spec); err != nil {
-				t.Fatal(err)
-			}
-		}
-		sessionOps := func() ([]opsv1.Operation, error) {
-			var l opsv1.OperationList
-			if err := admin.List(ctx, &l, client.InNamespace(metav1.NamespaceDefault)); err != nil {
-				return nil, err
-			}
-			var out []opsv1.Operation
-			for _, op := range l.Items {
-				if op.Spec.SessionName == session {
-					out = append(out, op)
-				}
-			}
-			return out, nil
-		}
-		ops, err := sessionOps()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(ops) != 3 {
-			t.Fatalf("want 3 operations of the session, got %d", len(ops))
-		}
-		for _, op := range ops {
-			if len(op.OwnerReferences) != 1 || op.OwnerReferences[0].Name != session {
-				t.Fatalf("operation %s: want an owner reference to session %s, got %+v", op.Name, session, op.OwnerReferences)
-			}
-		}
-		sess := &opsv1.OpsSession{ObjectMeta: metav1.ObjectMeta{Name: session, Namespace: metav1.NamespaceDefault}}
-		if err := admin.Delete(ctx, sess); err != nil {
-			t.Fatal(err)
-		}
-		eventually(t, 30*time.Second, "the deleted session's operations are collected", func() (bool, error) {
-			ops, err := sessionOps()
-			return err == nil && len(ops) == 0, err
-		})
-	})
-
-	t.Run("namespace deletion", func(t *testing.T) {
-		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "devcluster-test-" + rand.String(5)}}
-		if err := admin.Create(ctx, ns); err != nil {
-			t.Fatal(err)
-		}
-		// A custom resource in it: the namespace controller must find the
-		// CRD's resources through discovery and wait for the manager to
-		// release the session's finalizer.
-		sess := &opsv1.OpsSession{ObjectMeta: metav1.ObjectMeta{Name: "doomed", Namespace: ns.Name}}
-		if err := admin.Create(ctx, sess); err != nil {
-			t.Fatal(err)
-		}
-		if err := admin.Delete(ctx, ns); err != nil {
-			t.Fatal(err)
-		}
-		eventually(t, time.Minute, "the deleted namespace disappears", func() (bool, error) {
-			err := admin.Get(ctx, client.ObjectKeyFromObject(ns), &corev1.Namespace{})
-			return apierrors.IsNotFound(err), err
-		})
-	})
+	t.Run("garbage collection", func(t *testing.T) { checkGarbageCollection(ctx, t, data, admin) })
+	t.Run("namespace deletion", func(t *testing.T) { checkNamespaceDeletion(ctx, t, admin) })
 	if t.Failed() {
 		return
 	}
+	second := checkRestartAfterKill(ctx, t, exe, data, first)
+	checkInterrupt(t, data, second)
+}
 
-	// SIGKILL: the children die with devcluster, and a new devcluster on
-	// the same data folder starts without any cleanup by hand.
+// checkGarbageCollection: the operations of a deleted session are collected
+// through their owner references.
+func checkGarbageCollection(ctx context.Context, t *testing.T, data string, admin client.Client) {
+	t.Helper()
+	agentCfg, err := clientcmd.BuildConfigFromFlags("", filepath.Join(data, "agent.kubeconfig"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := opsclient.New(agentCfg, metav1.NamespaceDefault)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	session := opsclient.NewSessionID()
+	if err := rt.RegisterSession(ctx, session, opsclient.SessionConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	reg, err := rt.OpsLifecycleRegistry(ctx, session)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		spec := opsclient.OperationSpec{ID: opsclient.NewOperationID(), Kind: opsv1.BackgroundToolOp, DisplayName: fmt.Sprint("op ", i)}
+		if err := reg.RegisterOperation(ctx, spec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sessionOps := func() ([]opsv1.Operation, error) {
+		var l opsv1.OperationList
+		if err := admin.List(ctx, &l, client.InNamespace(metav1.NamespaceDefault)); err != nil {
+			return nil, err
+		}
+		var out []opsv1.Operation
+		for _, op := range l.Items {
+			if op.Spec.SessionName == session {
+				out = append(out, op)
+			}
+		}
+		return out, nil
+	}
+	ops, err := sessionOps()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ops) != 3 {
+		t.Fatalf("want 3 operations of the session, got %d", len(ops))
+	}
+	for _, op := range ops {
+		if len(op.OwnerReferences) != 1 || op.OwnerReferences[0].Name != session {
+			t.Fatalf("operation %s: want an owner reference to session %s, got %+v", op.Name, session, op.OwnerReferences)
+		}
+	}
+	sess := &opsv1.OpsSession{ObjectMeta: metav1.ObjectMeta{Name: session, Namespace: metav1.NamespaceDefault}}
+	if err := admin.Delete(ctx, sess); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the deleted session's operations are collected", func() (bool, error) {
+		ops, err := sessionOps()
+		return err == nil && len(ops) == 0, err
+	})
+}
+
+// checkNamespaceDeletion: a namespace holding a session goes away.
+func checkNamespaceDeletion(ctx context.Context, t *testing.T, admin client.Client) {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "devcluster-test-" + rand.String(5)}}
+	if err := admin.Create(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	// A custom resource in it: the namespace controller must find the
+	// CRD's resources through discovery and wait for the manager to
+	// release the session's finalizer.
+	sess := &opsv1.OpsSession{ObjectMeta: metav1.ObjectMeta{Name: "doomed", Namespace: ns.Name}}
+	if err := admin.Create(ctx, sess); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.Delete(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Minute, "the deleted namespace disappears", func() (bool, error) {
+		err := admin.Get(ctx, client.ObjectKeyFromObject(ns), &corev1.Namespace{})
+		return apierrors.IsNotFound(err), err
+	})
+}
+
+// checkRestartAfterKill sends SIGKILL to first: the children die with
+// devcluster, and a new devcluster on the same data folder, which it
+// returns, starts without any cleanup by hand.
+func checkRestartAfterKill(ctx context.Context, t *testing.T, exe, data string, first *devcluster) *devcluster {
+	t.Helper()
 	before := children(t, data)
 	if len(before) != 3 {
 		t.Fatalf("want 3 live children (etcd, kube-apiserver, kube-controller-manager) recorded in %s/run, got %v", data, before)
@@ -315,22 +330,27 @@ func TestDevcluster(t *testing.T) {
 	if err := clientFor(t, filepath.Join(data, "kubeconfig")).List(ctx, &nss); err != nil {
 		t.Fatalf("the second control plane does not answer: %v", err)
 	}
+	return second
+}
 
-	// Ctrl-C stops it all and leaves no pid file.
+// checkInterrupt: Ctrl-C stops d and all its children and leaves no pid
+// file.
+func checkInterrupt(t *testing.T, data string, d *devcluster) {
+	t.Helper()
 	now := children(t, data)
 	if len(now) != 3 {
 		t.Fatalf("want 3 live children of the second devcluster, got %v", now)
 	}
-	if err := second.cmd.Process.Signal(os.Interrupt); err != nil {
+	if err := d.cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case <-second.done:
+	case <-d.done:
 	case <-time.After(60 * time.Second):
 		t.Fatal("devcluster did not stop within 60 s of Ctrl-C")
 	}
-	if !second.cmd.ProcessState.Success() {
-		t.Errorf("devcluster exited with %v after Ctrl-C", second.cmd.ProcessState)
+	if !d.cmd.ProcessState.Success() {
+		t.Errorf("devcluster exited with %v after Ctrl-C", d.cmd.ProcessState)
 	}
 	for _, pid := range now {
 		if running(pid) {

@@ -67,7 +67,9 @@ func run(log logr.Logger, bin, data, root, metricsAddr, probeAddr string) (err e
 	if err != nil {
 		return err
 	}
-	defer lock.Close()
+	// Closing releases the flock; the file holds only our pid, so a close
+	// error loses nothing.
+	defer func() { _ = lock.Close() }()
 	if err := cleanStale(data, func(pid int, why string, args []string) {
 		log.Info("killing a process left by a previous devcluster", "pid", pid, "why", why, "command", strings.Join(args, " "))
 	}); err != nil {

@@ -90,7 +90,10 @@ func Install(ctx context.Context, env *envtest.Environment, root string) error {
 			continue
 		}
 		o.SetManagedFields(nil)
-		if err := admin.Patch(ctx, o, client.Apply, client.FieldOwner("ops-operator-install"), client.ForceOwnership); err != nil {
+		// The manifests come from YAML, not from typed API objects, so every
+		// field in them was set on purpose and belongs in the apply.
+		ac := client.ApplyConfigurationFromUnstructured(o)
+		if err := admin.Apply(ctx, ac, client.FieldOwner("ops-operator-install"), client.ForceOwnership); err != nil {
 			return fmt.Errorf("installing %s %s: %w", o.GetKind(), o.GetName(), err)
 		}
 	}

@@ -88,17 +88,21 @@ func printCollected(o *options, p printers.ResourcePrinter, session, ns string, 
 		return p.PrintObj(list, o.streams.Out)
 	}
 	if len(ops) == 0 {
-		fmt.Fprintf(o.streams.Out, "No finished operations to collect in session %s.\n", session)
-		return nil
+		_, err := fmt.Fprintf(o.streams.Out, "No finished operations to collect in session %s.\n", session)
+		return err
 	}
 	tw := tabwriter.NewWriter(o.streams.Out, 0, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "COLLECTED\tDISPLAY\tOUTCOME")
+	if _, err := fmt.Fprintln(tw, "COLLECTED\tDISPLAY\tOUTCOME"); err != nil {
+		return err
+	}
 	for _, op := range ops {
 		display := op.Spec.DisplayName
 		if display == "" {
 			display = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", op.Name, oneLine(display, 40), outcome(op, 80))
+		if _, err := fmt.Fprintf(tw, "%s\t%s\t%s\n", op.Name, oneLine(display, 40), outcome(op, 80)); err != nil {
+			return err
+		}
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -107,6 +111,6 @@ func printCollected(o *options, p printers.ResourcePrinter, session, ns string, 
 	if len(ops) == 1 {
 		noun = "operation"
 	}
-	fmt.Fprintf(o.streams.Out, "%d %s collected from session %s.\n", len(ops), noun, session)
-	return nil
+	_, err := fmt.Fprintf(o.streams.Out, "%d %s collected from session %s.\n", len(ops), noun, session)
+	return err
 }

@@ -115,9 +115,9 @@ reason does nothing.`, r.short, r.verb, r.verb, orList(allowedFrom(r.call))),
 				return p.PrintObj(typed(op), o.streams.Out)
 			}
 			if already {
-				fmt.Fprintf(o.streams.Out, "operation.%s/%s %s already requested (it is %s)\n",
+				_, err := fmt.Fprintf(o.streams.Out, "operation.%s/%s %s already requested (it is %s)\n",
 					opsv1.GroupVersion.Group, op.Name, r.verb, lifecycle.Normalize(op.Status.Phase))
-				return nil
+				return err
 			}
 			return (&printers.NamePrinter{Operation: r.verb + " requested"}).PrintObj(typed(op), o.streams.Out)
 		},
@@ -241,8 +241,8 @@ session already terminated (or being terminated) this says so and exits 0.`,
 				if cond := meta.FindStatusCondition(s.Status.Conditions, opsv1.ConditionTerminated); cond != nil && cond.Status == metav1.ConditionTrue {
 					state = "terminated"
 				}
-				fmt.Fprintf(o.streams.Out, "opssession.%s/%s already %s (reason %q)\n", opsv1.GroupVersion.Group, s.Name, state, s.Spec.Termination.Reason)
-				return nil
+				_, err := fmt.Fprintf(o.streams.Out, "opssession.%s/%s already %s (reason %q)\n", opsv1.GroupVersion.Group, s.Name, state, s.Spec.Termination.Reason)
+				return err
 			}
 			return (&printers.NamePrinter{Operation: "termination requested"}).PrintObj(typed(s), o.streams.Out)
 		},

@@ -97,13 +97,19 @@ func sessionOperations(ctx context.Context, c client.Client, ns, session string)
 //	├─ alpha (op-1)         Running    2m   50% indexing  -
 //	└─ beta (op-2)          Completed  2m   -             Completed: 42 files
 func printTree(w io.Writer, s *opsv1.OpsSession, ops []*opsv1.Operation) error {
-	fmt.Fprintln(w, sessionLine(s))
+	if _, err := fmt.Fprintln(w, sessionLine(s)); err != nil {
+		return err
+	}
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
 	if len(ops) == 0 {
-		fmt.Fprintln(tw, "└─ (no operations)")
+		if _, err := fmt.Fprintln(tw, "└─ (no operations)"); err != nil {
+			return err
+		}
 		return tw.Flush()
 	}
-	fmt.Fprintln(tw, "NAME\tPHASE\tAGE\tPROGRESS\tOUTCOME")
+	if _, err := fmt.Fprintln(tw, "NAME\tPHASE\tAGE\tPROGRESS\tOUTCOME"); err != nil {
+		return err
+	}
 	for i, op := range ops {
 		branch := "├─ "
 		if i == len(ops)-1 {
@@ -113,8 +119,10 @@ func printTree(w io.Writer, s *opsv1.OpsSession, ops []*opsv1.Operation) error {
 		if op.Spec.DisplayName != "" {
 			name = fmt.Sprintf("%s (%s)", oneLine(op.Spec.DisplayName, 40), op.Name)
 		}
-		fmt.Fprintf(tw, "%s%s\t%s\t%s\t%s\t%s\n", branch, name, lifecycle.Normalize(op.Status.Phase),
-			age(op.CreationTimestamp.Time), progress(op), outcome(op, 60))
+		if _, err := fmt.Fprintf(tw, "%s%s\t%s\t%s\t%s\t%s\n", branch, name, lifecycle.Normalize(op.Status.Phase),
+			age(op.CreationTimestamp.Time), progress(op), outcome(op, 60)); err != nil {
+			return err
+		}
 	}
 	return tw.Flush()
 }

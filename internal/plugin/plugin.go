@@ -64,12 +64,18 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var ee *exitError
 	if errors.As(err, &ee) {
 		if !ee.quiet {
-			fmt.Fprintf(stderr, "error: %v\n", ee.err)
+			reportError(stderr, ee.err)
 		}
 		return ee.code
 	}
-	fmt.Fprintf(stderr, "error: %v\n", err)
+	reportError(stderr, err)
 	return ExitError
+}
+
+// reportError writes err to stderr. A failed write has nowhere to be
+// reported: the exit code still tells the failure.
+func reportError(stderr io.Writer, err error) {
+	_, _ = fmt.Fprintf(stderr, "error: %v\n", err)
 }
 
 // options are the flags every command shares.

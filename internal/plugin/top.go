@@ -49,26 +49,31 @@ the controller keeps in the session's status.`,
 				return p.PrintObj(typed(list), o.streams.Out)
 			}
 			if len(list.Items) == 0 {
-				if all {
-					fmt.Fprintln(o.streams.ErrOut, "No sessions found.")
-				} else {
-					fmt.Fprintf(o.streams.ErrOut, "No sessions found in namespace %s.\n", ns)
+				msg := "No sessions found."
+				if !all {
+					msg = fmt.Sprintf("No sessions found in namespace %s.", ns)
 				}
-				return nil
+				_, err := fmt.Fprintln(o.streams.ErrOut, msg)
+				return err
 			}
 			tw := tabwriter.NewWriter(o.streams.Out, 0, 8, 2, ' ', 0)
 			header := "SESSION\tPOLICY\tLIMIT\tACTIVE\tQUEUED\tRETAINED\tSTATE\tAGE"
 			if all {
 				header = "NAMESPACE\t" + header
 			}
-			fmt.Fprintln(tw, header)
+			if _, err := fmt.Fprintln(tw, header); err != nil {
+				return err
+			}
 			for i := range list.Items {
 				s := &list.Items[i]
-				if all {
-					fmt.Fprintf(tw, "%s\t", s.Namespace)
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", s.Name, policy(s), limit(s),
+				row := fmt.Sprintf("%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s", s.Name, policy(s), limit(s),
 					s.Status.Active, s.Status.Queued, s.Status.Retained, sessionState(s), age(s.CreationTimestamp.Time))
+				if all {
+					row = s.Namespace + "\t" + row
+				}
+				if _, err := fmt.Fprintln(tw, row); err != nil {
+					return err
+				}
 			}
 			return tw.Flush()
 		},

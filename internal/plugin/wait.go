@@ -51,9 +51,11 @@ With -o, prints the final Operation instead.`,
 				}
 			} else if op.Status.Phase == opsv1.PhaseCompleted {
 				content := op.Status.Outcome.Result.Content
-				fmt.Fprint(o.streams.Out, content)
 				if content != "" && !strings.HasSuffix(content, "\n") {
-					fmt.Fprintln(o.streams.Out)
+					content += "\n"
+				}
+				if _, err := fmt.Fprint(o.streams.Out, content); err != nil {
+					return err
 				}
 			}
 			if op.Status.Phase == opsv1.PhaseCompleted {

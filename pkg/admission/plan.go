@@ -140,12 +140,14 @@ func Decide(in Input) Plan {
 }
 
 // finish drops the ledger when the session has no limit: nothing to fence.
+// A nil and an empty ledger are the same (slices.Equal compares lengths
+// and elements only), so neither counts as a change.
 func finish(s *opsv1.OpsSession, ledger []opsv1.LedgerEntry, limit int) ([]opsv1.LedgerEntry, bool) {
 	if limit < 0 {
 		ledger = nil
 	}
 	slices.SortFunc(ledger, func(a, b opsv1.LedgerEntry) int { return cmp.Compare(a.Name, b.Name) })
-	return ledger, !slices.Equal(ledger, s.Status.Admitted) && !(len(ledger) == 0 && len(s.Status.Admitted) == 0)
+	return ledger, !slices.Equal(ledger, s.Status.Admitted)
 }
 
 func entry(op *opsv1.Operation) opsv1.LedgerEntry {
@@ -167,7 +169,7 @@ func countFinal(ops []*opsv1.Operation) int {
 func SortFIFO(ops []*opsv1.Operation) {
 	slices.SortStableFunc(ops, func(a, b *opsv1.Operation) int {
 		ta, tb := lifecycle.RegisteredAt(a), lifecycle.RegisteredAt(b)
-		if c := ta.Time.Compare(tb.Time); c != 0 {
+		if c := ta.Compare(tb.Time); c != 0 {
 			return c
 		}
 		return cmp.Compare(a.Name, b.Name)

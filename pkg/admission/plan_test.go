@@ -142,7 +142,7 @@ type summary struct {
 }
 
 func names(ops []*opsv1.Operation) []string {
-	var out []string
+	out := make([]string, 0, len(ops))
 	for _, op := range ops {
 		out = append(out, op.Name)
 	}
@@ -596,7 +596,7 @@ func TestDecideProperties(t *testing.T) {
 }
 
 func describe(ops []*opsv1.Operation) []string {
-	var out []string
+	out := make([]string, 0, len(ops))
 	for _, op := range ops {
 		out = append(out, op.Name+"="+string(lifecycle.Normalize(op.Status.Phase)))
 	}
@@ -605,15 +605,36 @@ func describe(ops []*opsv1.Operation) []string {
 
 // checkPlan returns what is wrong with plan p for input in, or "".
 func checkPlan(in admission.Input, p admission.Plan, limit int, terminating bool) string {
+	if msg := checkPlacement(in, p, terminating); msg != "" {
+		return msg
+	}
+	if msg := checkRejections(in, p, terminating); msg != "" {
+		return msg
+	}
+	if limit < 0 {
+		if p.Ledger != nil || len(p.Queue) > 0 || (!terminating && len(p.Reject) > 0) {
+			return "an unlimited session keeps a ledger, queues or rejects"
+		}
+		return ""
+	}
+	held, storedAdmitted := heldSlots(in)
+	if msg := checkSlots(p, limit, terminating, held, storedAdmitted); msg != "" {
+		return msg
+	}
+	return checkLedger(in, p, held)
+}
+
+// heldSlots returns the slots held before the plan, counted independently
+// of Decide: every active operation, and every stored entry still standing
+// for a non-final operation or one the view has not shown yet; and, of
+// those, the ones held by a stored entry for a visible operation.
+func heldSlots(in admission.Input) (held, storedAdmitted map[string]bool) {
 	byName := map[string]*opsv1.Operation{}
 	for _, op := range in.Ops {
 		byName[op.Name] = op
 	}
-	// Slots held before the plan, counted independently of Decide: every
-	// active operation, and every stored entry still standing for a
-	// non-final operation or one the view has not shown yet.
-	held := map[string]bool{}
-	storedAdmitted := map[string]bool{}
+	held = map[string]bool{}
+	storedAdmitted = map[string]bool{}
 	for _, op := range in.Ops {
 		if lifecycle.IsActive(op.Status.Phase) {
 			held[op.Name] = true
@@ -629,7 +650,12 @@ func checkPlan(in admission.Input, p admission.Plan, limit int, terminating bool
 			storedAdmitted[e.Name] = true
 		}
 	}
+	return held, storedAdmitted
+}
 
+// checkPlacement: every pending operation, and every non-final one of a
+// terminating session, is placed exactly once; no other is placed.
+func checkPlacement(in admission.Input, p admission.Plan, terminating bool) string {
 	placed := map[string]int{}
 	for _, op := range p.Admit {
 		placed[op.Name]++
@@ -653,6 +679,12 @@ func checkPlan(in admission.Input, p admission.Plan, limit int, terminating bool
 			return fmt.Sprintf("%s (%s) placed %d times, want %d", op.Name, phase, placed[op.Name], want)
 		}
 	}
+	return ""
+}
+
+// checkRejections: a terminating session neither admits nor queues, and
+// rejects with OwnerTerminated only, once the termination is done.
+func checkRejections(in admission.Input, p admission.Plan, terminating bool) string {
 	if terminating && (len(p.Admit) > 0 || len(p.Queue) > 0) {
 		return "a terminating session admits or queues"
 	}
@@ -664,13 +696,12 @@ func checkPlan(in admission.Input, p admission.Plan, limit int, terminating bool
 			return "rejected before the termination was done"
 		}
 	}
-	if limit < 0 {
-		if p.Ledger != nil || len(p.Queue) > 0 || (!terminating && len(p.Reject) > 0) {
-			return "an unlimited session keeps a ledger, queues or rejects"
-		}
-		return ""
-	}
+	return ""
+}
 
+// checkSlots: a limited session admits no more than its free slots, counts
+// its active operations right, and queues or rejects only when full.
+func checkSlots(p admission.Plan, limit int, terminating bool, held, storedAdmitted map[string]bool) string {
 	newAdmits := 0
 	for _, op := range p.Admit {
 		if !storedAdmitted[op.Name] {
@@ -686,6 +717,13 @@ func checkPlan(in admission.Input, p admission.Plan, limit int, terminating bool
 	if !terminating && len(p.Queue)+len(p.Reject) > 0 && p.Active < limit {
 		return "queued or rejected with a free slot"
 	}
+	return ""
+}
+
+// checkLedger: the ledger is sorted, holds every admitted operation with
+// its UID and every held slot, and LedgerChanged tells whether it differs
+// from the stored one.
+func checkLedger(in admission.Input, p admission.Plan, held map[string]bool) string {
 	inLedger := map[string]string{}
 	for i, e := range p.Ledger {
 		if i > 0 && p.Ledger[i-1].Name >= e.Name {

@@ -28,6 +28,10 @@ const (
 	unknown     = "Unknown"
 )
 
+// notObservedYet is the message while the controller has not caught up with
+// a spec edit (every fixture's edit makes generation 2).
+const notObservedYet = "waiting for the controller to observe generation 2 (observed 1)"
+
 // argoRow is what the Argo CD health check should return for a fixture.
 type argoRow struct {
 	status string
@@ -36,33 +40,33 @@ type argoRow struct {
 }
 
 var operationArgo = map[string]argoRow{
-	"Pending, status not written yet":                 {progressing, "waiting for admission by session demo-session: no status yet"},
-	"Pending, waiting for admission":                  {progressing, "waiting for admission by session demo-session"},
-	"Pending, queued (Queue policy)":                  {progressing, "queued: session demo-session is at its maxConcurrent limit of 2"},
-	"Pending, session missing":                        {degraded, `OpsSession "demo-session" does not exist`},
-	"Pending, queued, then session deleted":           {degraded, `OpsSession "demo-session" does not exist`},
-	"Pending, session missing, then created (queued)": {progressing, "queued: session demo-session is at its maxConcurrent limit of 2"},
-	"Provisioning":                                    {progressing, "waiting for the agent to finish provisioning"},
-	"Running":                                         {healthy, "running"},
-	"Running, cancel not yet observed":                {progressing, "waiting for the controller to observe generation 2 (observed 1)"},
-	"Retiring":                                        {progressing, "retiring"},
-	"Completed":                                       {healthy, "completed"},
-	"Completed, spec edited afterwards":               {progressing, "waiting for the controller to observe generation 2 (observed 1)"},
-	"Failed":                                          {degraded, "failed: tool exited with status 2"},
-	"Aborted":                                         {healthy, "aborted: mob stopping"},
-	"Cancelled":                                       {healthy, "cancelled: not needed"},
-	"Retired":                                         {healthy, "retired"},
-	"Terminated":                                      {healthy, "terminated: mob disbanded"},
-	"Rejected":                                        {degraded, "rejected: max concurrent operations exceeded (limit 2, active 2)"},
+	opNoStatus:                 {progressing, "waiting for admission by session demo-session: no status yet"},
+	opWaitingForAdmission:      {progressing, "waiting for admission by session demo-session"},
+	opQueued:                   {progressing, "queued: session demo-session is at its maxConcurrent limit of 2"},
+	opSessionMissing:           {degraded, `OpsSession "demo-session" does not exist`},
+	opQueuedThenSessionDeleted: {degraded, `OpsSession "demo-session" does not exist`},
+	opSessionMissingThenQueued: {progressing, "queued: session demo-session is at its maxConcurrent limit of 2"},
+	opProvisioning:             {progressing, "waiting for the agent to finish provisioning"},
+	opRunning:                  {healthy, "running"},
+	opCancelNotObserved:        {progressing, notObservedYet},
+	opRetiring:                 {progressing, "retiring"},
+	opCompleted:                {healthy, "completed"},
+	opCompletedThenEdited:      {progressing, notObservedYet},
+	opFailed:                   {degraded, "failed: tool exited with status 2"},
+	opAborted:                  {healthy, "aborted: mob stopping"},
+	opCancelled:                {healthy, "cancelled: not needed"},
+	opRetired:                  {healthy, "retired"},
+	opTerminated:               {healthy, "terminated: mob disbanded"},
+	opRejected:                 {degraded, "rejected: max concurrent operations exceeded: limit 2, active 2"},
 }
 
 var sessionArgo = map[string]argoRow{
-	"status not written yet":                   {progressing, "no status yet"},
-	"ready":                                    {healthy, "Queue admission, maxConcurrent 2"},
-	"spec edited, not yet observed":            {progressing, "waiting for the controller to observe generation 2 (observed 1)"},
-	"terminating (a termination write failed)": {progressing, "terminating operations: mob disbanded"},
-	"terminated":                               {healthy, "every non-terminal operation was terminated: mob disbanded"},
-	"being deleted (finalizer terminating operations)": {progressing, "Pending deletion"},
+	sessionNoStatus:    {progressing, "no status yet"},
+	sessionReady:       {healthy, "Queue admission, maxConcurrent 2"},
+	sessionSpecEdited:  {progressing, notObservedYet},
+	sessionTerminating: {progressing, "terminating operations: mob disbanded"},
+	sessionTerminated:  {healthy, "every non-terminal operation was terminated: mob disbanded"},
+	sessionDeleting:    {progressing, "Pending deletion"},
 }
 
 // argoFor is the fixed mapping between the two tables. Terminating (kstatus,
@@ -171,14 +175,14 @@ func TestArgoCDHarnessCanFail(t *testing.T) {
 	}
 	script := readScript(t, "operation_health.lua")
 	for _, f := range operationFixtures(t) {
-		if f.name != "Running" {
+		if f.name != opRunning {
 			continue
 		}
 		o := f.obj.DeepCopy()
 		if err := unstructured.SetNestedField(o.Object, "Failed", "status", "phase"); err != nil {
 			t.Fatal(err)
 		}
-		if st, _, err := runHealthLua(script, o); err != nil || st == operationArgo["Running"].status {
+		if st, _, err := runHealthLua(script, o); err != nil || st == operationArgo[opRunning].status {
 			t.Errorf("a Running fixture changed to Failed still says %s (%v)", st, err)
 		}
 	}

@@ -26,6 +26,38 @@ const (
 	sessionName = "demo-session"
 )
 
+// Operation fixture names: the rows of the Operation tables.
+const (
+	opNoStatus                 = "Pending, status not written yet"
+	opWaitingForAdmission      = "Pending, waiting for admission"
+	opQueued                   = "Pending, queued (Queue policy)"
+	opSessionMissing           = "Pending, session missing"
+	opQueuedThenSessionDeleted = "Pending, queued, then session deleted"
+	opSessionMissingThenQueued = "Pending, session missing, then created (queued)"
+	opProvisioning             = "Provisioning"
+	opRunning                  = "Running"
+	opCancelNotObserved        = "Running, cancel not yet observed"
+	opRetiring                 = "Retiring"
+	opCompleted                = "Completed"
+	opCompletedThenEdited      = "Completed, spec edited afterwards"
+	opFailed                   = "Failed"
+	opAborted                  = "Aborted"
+	opCancelled                = "Cancelled"
+	opRetired                  = "Retired"
+	opTerminated               = "Terminated"
+	opRejected                 = "Rejected"
+)
+
+// OpsSession fixture names: the rows of the OpsSession tables.
+const (
+	sessionNoStatus    = "status not written yet"
+	sessionReady       = "ready"
+	sessionSpecEdited  = "spec edited, not yet observed"
+	sessionTerminating = "terminating (a termination write failed)"
+	sessionTerminated  = "terminated"
+	sessionDeleting    = "being deleted (finalizer terminating operations)"
+)
+
 // fixture is one object in one state, as the API server would return it.
 type fixture struct {
 	name string // the row of the tables
@@ -100,27 +132,27 @@ func operationFixtures(t *testing.T) []fixture {
 	}{
 		// As created: the API server drops status on create, and nothing
 		// writes it until the session admits (or queues, or rejects) it.
-		{"Pending, status not written yet", nil},
-		{"Pending, waiting for admission", []step{setConditions}},
-		{"Pending, queued (Queue policy)", []step{setQueued}},
-		{"Pending, session missing", []step{setSessionMissing}},
-		{"Pending, queued, then session deleted", []step{setQueued, setSessionMissing}},
-		{"Pending, session missing, then created (queued)", []step{setSessionMissing, setQueued}},
-		{"Provisioning", []step{admit}},
-		{"Running", []step{admit, started}},
-		{"Running, cancel not yet observed", []step{admit, started, cancelRequested}},
-		{"Retiring", []step{admit, started, retireRequested, call(lifecycle.RequestRetire, lifecycle.Args{})}},
-		{"Completed", []step{admit, started, call(lifecycle.CompleteOperation, lifecycle.Args{Result: &opsv1.OperationResult{Content: "done", DurationMs: 42}})}},
-		{"Completed, spec edited afterwards", []step{admit, started, call(lifecycle.CompleteOperation, lifecycle.Args{}), cancelRequested}},
-		{"Failed", []step{admit, started, call(lifecycle.FailOperation, lifecycle.Args{Error: "tool exited with status 2"})}},
-		{"Aborted", []step{admit, abortRequested, call(lifecycle.AbortProvisioning, lifecycle.Args{Reason: ptr.To("mob stopping")})}},
-		{"Cancelled", []step{admit, started, cancelRequested, call(lifecycle.CancelOperation, lifecycle.Args{Reason: ptr.To("not needed")})}},
-		{"Retired", []step{admit, started, retireRequested, call(lifecycle.RequestRetire, lifecycle.Args{}), call(lifecycle.MarkRetired, lifecycle.Args{})}},
-		{"Terminated", []step{admit, started, call(lifecycle.TerminateOwner, lifecycle.Args{Reason: ptr.To("mob disbanded")})}},
-		{"Rejected", []step{call(lifecycle.Reject, lifecycle.Args{Rejection: &opsv1.Rejection{
+		{opNoStatus, nil},
+		{opWaitingForAdmission, []step{setConditions}},
+		{opQueued, []step{setQueued}},
+		{opSessionMissing, []step{setSessionMissing}},
+		{opQueuedThenSessionDeleted, []step{setQueued, setSessionMissing}},
+		{opSessionMissingThenQueued, []step{setSessionMissing, setQueued}},
+		{opProvisioning, []step{admit}},
+		{opRunning, []step{admit, started}},
+		{opCancelNotObserved, []step{admit, started, cancelRequested}},
+		{opRetiring, []step{admit, started, retireRequested, call(lifecycle.RequestRetire, lifecycle.Args{})}},
+		{opCompleted, []step{admit, started, call(lifecycle.CompleteOperation, lifecycle.Args{Result: &opsv1.OperationResult{Content: "done", DurationMs: 42}})}},
+		{opCompletedThenEdited, []step{admit, started, call(lifecycle.CompleteOperation, lifecycle.Args{}), cancelRequested}},
+		{opFailed, []step{admit, started, call(lifecycle.FailOperation, lifecycle.Args{Error: "tool exited with status 2"})}},
+		{opAborted, []step{admit, abortRequested, call(lifecycle.AbortProvisioning, lifecycle.Args{Reason: ptr.To("mob stopping")})}},
+		{opCancelled, []step{admit, started, cancelRequested, call(lifecycle.CancelOperation, lifecycle.Args{Reason: ptr.To("not needed")})}},
+		{opRetired, []step{admit, started, retireRequested, call(lifecycle.RequestRetire, lifecycle.Args{}), call(lifecycle.MarkRetired, lifecycle.Args{})}},
+		{opTerminated, []step{admit, started, call(lifecycle.TerminateOwner, lifecycle.Args{Reason: ptr.To("mob disbanded")})}},
+		{opRejected, []step{call(lifecycle.Reject, lifecycle.Args{Rejection: &opsv1.Rejection{
 			Reason: opsv1.RejectionMaxConcurrentExceeded, Limit: ptr.To[int32](2), Active: ptr.To[int32](2)}})}},
 	}
-	var out []fixture
+	out := make([]fixture, 0, len(cases))
 	for i, c := range cases {
 		op := newOperation(fmt.Sprintf("op-%02d", i))
 		clk := &clock{}
@@ -193,17 +225,17 @@ func sessionFixtures(t *testing.T) []fixture {
 	}
 
 	// As created: the controller adds its finalizer before the first status.
-	add("status not written yet", newSession("s-new"))
+	add(sessionNoStatus, newSession("s-new"))
 
 	ready := newSession("s-ready")
 	reconcileSession(ready, ops, false, clk.next())
-	add("ready", ready)
+	add(sessionReady, ready)
 
 	behind := newSession("s-behind")
 	reconcileSession(behind, ops, false, clk.next())
 	behind.Spec.MaxConcurrent = ptr.To[int32](4) // a person re-limits it
 	behind.Generation++
-	add("spec edited, not yet observed", behind)
+	add(sessionSpecEdited, behind)
 
 	// terminate_owner asked for, and one pass carried it out but a write
 	// failed: the reconciler passes terminated=false.
@@ -211,18 +243,18 @@ func sessionFixtures(t *testing.T) []fixture {
 	reconcileSession(terminating, ops, false, clk.next())
 	terminate(terminating)
 	reconcileSession(terminating, ops, false, clk.next())
-	add("terminating (a termination write failed)", terminating)
+	add(sessionTerminating, terminating)
 
 	terminated := newSession("s-terminated")
 	reconcileSession(terminated, ops, false, clk.next())
 	terminate(terminated)
 	reconcileSession(terminated, ops, true, clk.next())
-	add("terminated", terminated)
+	add(sessionTerminated, terminated)
 
 	deleting := newSession("s-deleting")
 	reconcileSession(deleting, ops, false, clk.next())
 	deleting.DeletionTimestamp = ptr.To(metav1.NewTime(clk.next()))
-	add("being deleted (finalizer terminating operations)", deleting)
+	add(sessionDeleting, deleting)
 	return out
 }
 

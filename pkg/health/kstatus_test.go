@@ -20,39 +20,39 @@ type kstatusRow struct {
 
 // operationKstatus is the table for Operations, by fixture name.
 var operationKstatus = map[string]kstatusRow{
-	"Pending, status not written yet": {want: status.InProgressStatus, gap: status.CurrentStatus,
+	opNoStatus: {want: status.InProgressStatus, gap: status.CurrentStatus,
 		why: "not admitted yet; kstatus cannot tell a status nobody wrote from a resource without conditions, and calls it Current"},
-	"Pending, waiting for admission": {want: status.InProgressStatus, why: "Reconciling=True (Pending)"},
-	"Pending, queued (Queue policy)": {want: status.InProgressStatus, why: "Reconciling=True (Queued): waits for a slot"},
-	"Pending, session missing": {want: status.FailedStatus,
+	opWaitingForAdmission: {want: status.InProgressStatus, why: "Reconciling=True (Pending)"},
+	opQueued:              {want: status.InProgressStatus, why: "Reconciling=True (Queued): waits for a slot"},
+	opSessionMissing: {want: status.FailedStatus,
 		why: "Stalled=True (SessionNotFound), no Reconciling: nothing happens until someone creates the session"},
-	"Pending, queued, then session deleted":           {want: status.FailedStatus, why: "Stalled=True (SessionNotFound) replaces Reconciling=True (Queued)"},
-	"Pending, session missing, then created (queued)": {want: status.InProgressStatus, why: "Reconciling=True (Queued) replaces Stalled=True"},
-	"Provisioning":                     {want: status.InProgressStatus, why: "Reconciling=True (Provisioning)"},
-	"Running":                          {want: status.CurrentStatus, why: "Ready=True: the operation does what it was created for"},
-	"Running, cancel not yet observed": {want: status.InProgressStatus, why: "observedGeneration behind generation: the cancel is not carried out yet"},
-	"Retiring":                         {want: status.InProgressStatus, why: "Ready=True and Reconciling=True (Retiring): still serving, winding down towards Retired"},
-	"Completed":                        {want: status.CurrentStatus, why: "final, ended as asked (Ready=True, Terminal=True)"},
-	"Completed, spec edited afterwards": {want: status.InProgressStatus,
+	opQueuedThenSessionDeleted: {want: status.FailedStatus, why: "Stalled=True (SessionNotFound) replaces Reconciling=True (Queued)"},
+	opSessionMissingThenQueued: {want: status.InProgressStatus, why: "Reconciling=True (Queued) replaces Stalled=True"},
+	opProvisioning:             {want: status.InProgressStatus, why: "Reconciling=True (Provisioning)"},
+	opRunning:                  {want: status.CurrentStatus, why: "Ready=True: the operation does what it was created for"},
+	opCancelNotObserved:        {want: status.InProgressStatus, why: "observedGeneration behind generation: the cancel is not carried out yet"},
+	opRetiring:                 {want: status.InProgressStatus, why: "Ready=True and Reconciling=True (Retiring): still serving, winding down towards Retired"},
+	opCompleted:                {want: status.CurrentStatus, why: "final, ended as asked (Ready=True, Terminal=True)"},
+	opCompletedThenEdited: {want: status.InProgressStatus,
 		why: "observedGeneration behind generation, until the controller brings the conditions to it (seconds), then Current"},
-	"Failed":     {want: status.FailedStatus, why: "Stalled=True (Failed), Terminal=True"},
-	"Aborted":    {want: status.CurrentStatus, why: "final, ended as asked (spec.abort)"},
-	"Cancelled":  {want: status.CurrentStatus, why: "final, ended as asked (spec.cancel)"},
-	"Retired":    {want: status.CurrentStatus, why: "final, ended as asked (spec.retire)"},
-	"Terminated": {want: status.CurrentStatus, why: "final, ended as asked (the session's termination)"},
-	"Rejected":   {want: status.FailedStatus, why: "Stalled=True (MaxConcurrentExceeded), Terminal=True: will never run"},
+	opFailed:     {want: status.FailedStatus, why: "Stalled=True (Failed), Terminal=True"},
+	opAborted:    {want: status.CurrentStatus, why: "final, ended as asked (spec.abort)"},
+	opCancelled:  {want: status.CurrentStatus, why: "final, ended as asked (spec.cancel)"},
+	opRetired:    {want: status.CurrentStatus, why: "final, ended as asked (spec.retire)"},
+	opTerminated: {want: status.CurrentStatus, why: "final, ended as asked (the session's termination)"},
+	opRejected:   {want: status.FailedStatus, why: "Stalled=True (MaxConcurrentExceeded), Terminal=True: will never run"},
 }
 
 // sessionKstatus is the table for OpsSessions, by fixture name.
 var sessionKstatus = map[string]kstatusRow{
-	"status not written yet": {want: status.InProgressStatus, gap: status.CurrentStatus,
+	sessionNoStatus: {want: status.InProgressStatus, gap: status.CurrentStatus,
 		why: "the controller has not processed it; kstatus calls a resource without status Current"},
-	"ready":                         {want: status.CurrentStatus, why: "Ready=True at the current generation"},
-	"spec edited, not yet observed": {want: status.InProgressStatus, why: "observedGeneration behind generation"},
-	"terminating (a termination write failed)": {want: status.InProgressStatus,
+	sessionReady:      {want: status.CurrentStatus, why: "Ready=True at the current generation"},
+	sessionSpecEdited: {want: status.InProgressStatus, why: "observedGeneration behind generation"},
+	sessionTerminating: {want: status.InProgressStatus,
 		why: "Reconciling=True (TerminationRequested) and Terminated=False: operations still to terminate"},
-	"terminated": {want: status.CurrentStatus, why: "Terminated=True: terminate_owner carried out"},
-	"being deleted (finalizer terminating operations)": {want: status.TerminatingStatus,
+	sessionTerminated: {want: status.CurrentStatus, why: "Terminated=True: terminate_owner carried out"},
+	sessionDeleting: {want: status.TerminatingStatus,
 		why: "deletionTimestamp set; the finalizer terminates its operations first"},
 }
 
@@ -119,7 +119,7 @@ func checkRows[R any](t *testing.T, fixtures []fixture, table map[string]R) {
 func TestKstatusTableCanFail(t *testing.T) {
 	var running fixture
 	for _, f := range operationFixtures(t) {
-		if f.name == "Running" {
+		if f.name == opRunning {
 			running = f
 		}
 	}
@@ -131,7 +131,7 @@ func TestKstatusTableCanFail(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Status == operationKstatus["Running"].want {
+	if res.Status == operationKstatus[opRunning].want {
 		t.Fatalf("kstatus says %s for a stalled Running operation; the table could not tell", res.Status)
 	}
 }

@@ -921,7 +921,7 @@ func TestSetConditionsMessages(t *testing.T) {
 			opsv1.OperationStatus{Phase: rejected, Rejection: &opsv1.Rejection{
 				Reason: opsv1.RejectionMaxConcurrentExceeded, Limit: ptr[int32](2), Active: ptr[int32](3),
 			}},
-			"MaxConcurrentExceeded", "rejected: max concurrent operations exceeded (limit 2, active 3)",
+			"MaxConcurrentExceeded", "rejected: max concurrent operations exceeded: limit 2, active 3",
 		},
 		"rejected after termination": {
 			opsv1.OperationStatus{Phase: rejected, Rejection: &opsv1.Rejection{Reason: opsv1.RejectionOwnerTerminated}},

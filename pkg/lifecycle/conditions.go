@@ -123,15 +123,25 @@ func phaseMessage(op *opsv1.Operation) string {
 	case opsv1.PhaseRetiring:
 		return "retiring"
 	case opsv1.PhaseRejected:
-		if r := st.Rejection; r != nil && r.Reason == opsv1.RejectionMaxConcurrentExceeded && r.Limit != nil && r.Active != nil {
-			return fmt.Sprintf("rejected: max concurrent operations exceeded (limit %d, active %d)", *r.Limit, *r.Active)
-		}
-		if r := st.Rejection; r != nil && r.Reason == opsv1.RejectionOwnerTerminated {
-			return fmt.Sprintf("rejected: session %s was terminated", op.Spec.SessionName)
-		}
-		return "rejected"
+		return RejectionMessage(op)
 	}
 	return OutcomeMessage(st.Outcome)
+}
+
+// RejectionMessage says why the session refused op, from its
+// status.rejection: the message of a Rejected operation's conditions and the
+// note of its Rejected event. Over the limit, it is MaxConcurrentExceededError's
+// text, the error a Go caller of the registry gets.
+func RejectionMessage(op *opsv1.Operation) string {
+	r := op.Status.Rejection
+	switch {
+	case r == nil:
+	case r.Reason == opsv1.RejectionMaxConcurrentExceeded && r.Limit != nil && r.Active != nil:
+		return "rejected: " + (&MaxConcurrentExceededError{Limit: int(*r.Limit), Active: int(*r.Active)}).Error()
+	case r.Reason == opsv1.RejectionOwnerTerminated:
+		return fmt.Sprintf("rejected: session %s was terminated", op.Spec.SessionName)
+	}
+	return "rejected"
 }
 
 // OutcomeMessage describes a terminal outcome in one line.

@@ -21,7 +21,7 @@ type Control struct {
 }
 
 // Action is one call the controller makes on an Operation, with the reason
-// of the event it sends once the write succeeded.
+// of the event it sends once the write succeeded (an opsv1.EventReason*).
 type Action struct {
 	Call   Call
 	Args   Args
@@ -39,29 +39,29 @@ func NextControl(op *opsv1.Operation, sess *opsv1.OpsSession, now time.Time) Con
 	spec := &op.Spec
 	switch {
 	case spec.Cancel != nil && Allowed(CancelOperation, phase):
-		return Control{Do: &Action{Call: CancelOperation, Args: Args{Reason: spec.Cancel.Reason}, Reason: "Cancelled"}}
+		return Control{Do: &Action{Call: CancelOperation, Args: Args{Reason: spec.Cancel.Reason}, Reason: opsv1.EventReasonCancelled}}
 	case spec.Abort != nil && Allowed(AbortProvisioning, phase):
-		return Control{Do: &Action{Call: AbortProvisioning, Args: Args{Reason: spec.Abort.Reason}, Reason: "Aborted"}}
+		return Control{Do: &Action{Call: AbortProvisioning, Args: Args{Reason: spec.Abort.Reason}, Reason: opsv1.EventReasonAborted}}
 	case spec.Retire != nil && Allowed(RequestRetire, phase):
-		return Control{Do: &Action{Call: RequestRetire, Reason: "Retiring"}}
+		return Control{Do: &Action{Call: RequestRetire, Reason: opsv1.EventReasonRetiring}}
 	}
 
 	var timeout *time.Duration
 	var since time.Time
-	var what string
+	var message func(time.Duration) string
 	switch phase {
 	case opsv1.PhaseProvisioning:
 		timeout = pick(spec.ProvisioningTimeout, sess, func(s *opsv1.OpsSessionSpec) *metav1.Duration { return s.ProvisioningTimeout })
 		if op.Status.AdmittedAt != nil {
 			since = op.Status.AdmittedAt.Time
 		}
-		what = opsv1.ReasonProvisioningTimeout
+		message = provisioningTimeoutMessage
 	case opsv1.PhaseRunning, opsv1.PhaseRetiring:
 		timeout = pick(spec.HeartbeatTimeout, sess, func(s *opsv1.OpsSessionSpec) *metav1.Duration { return s.HeartbeatTimeout })
 		if op.Status.LastHeartbeatTime != nil {
 			since = op.Status.LastHeartbeatTime.Time
 		}
-		what = opsv1.ReasonHeartbeatTimeout
+		message = heartbeatTimeoutMessage
 	}
 	if timeout == nil || since.IsZero() {
 		return Control{}
@@ -69,11 +69,19 @@ func NextControl(op *opsv1.Operation, sess *opsv1.OpsSession, now time.Time) Con
 	if left := since.Add(*timeout).Sub(now); left > 0 {
 		return Control{After: left}
 	}
-	msg := fmt.Sprintf("%s: no progress within %s", what, *timeout)
-	if phase == opsv1.PhaseProvisioning {
-		msg = fmt.Sprintf("%s: still provisioning %s after admission", what, *timeout)
-	}
-	return Control{Do: &Action{Call: FailOperation, Args: Args{Error: msg}, Reason: "TimedOut"}}
+	return Control{Do: &Action{Call: FailOperation, Args: Args{Error: message(*timeout)}, Reason: opsv1.EventReasonTimedOut}}
+}
+
+// provisioningTimeoutMessage is the outcome error of an operation still
+// Provisioning d after its admission.
+func provisioningTimeoutMessage(d time.Duration) string {
+	return fmt.Sprintf("%s: still provisioning %s after admission", opsv1.ReasonProvisioningTimeout, d)
+}
+
+// heartbeatTimeoutMessage is the outcome error of a Running or Retiring
+// operation with no agent status write for d.
+func heartbeatTimeoutMessage(d time.Duration) string {
+	return fmt.Sprintf("%s: no progress within %s", opsv1.ReasonHeartbeatTimeout, d)
 }
 
 func pick(own *metav1.Duration, sess *opsv1.OpsSession, def func(*opsv1.OpsSessionSpec) *metav1.Duration) *time.Duration {

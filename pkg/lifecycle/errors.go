@@ -8,7 +8,8 @@ import (
 )
 
 // Sentinels for errors.Is. Each typed error below matches its sentinel, and
-// errors.As on the typed error gives its fields.
+// errors.As on the typed error gives its fields; its text is the sentinel's
+// followed by those fields (docs/lifecycle.md lists them).
 var (
 	ErrNotFound               = errors.New("operation not found")
 	ErrAlreadyRegistered      = errors.New("operation already registered")
@@ -22,14 +23,14 @@ var (
 // NotFoundError: the operation does not exist, or was evicted or collected.
 type NotFoundError struct{ ID string }
 
-func (e *NotFoundError) Error() string        { return fmt.Sprintf("operation not found: %s", e.ID) }
+func (e *NotFoundError) Error() string        { return fmt.Sprintf("%v: %s", ErrNotFound, e.ID) }
 func (e *NotFoundError) Is(target error) bool { return target == ErrNotFound }
 
 // AlreadyRegisteredError: the id is still retained, even as terminal.
 type AlreadyRegisteredError struct{ ID string }
 
 func (e *AlreadyRegisteredError) Error() string {
-	return fmt.Sprintf("operation already registered: %s", e.ID)
+	return fmt.Sprintf("%v: %s", ErrAlreadyRegistered, e.ID)
 }
 func (e *AlreadyRegisteredError) Is(target error) bool { return target == ErrAlreadyRegistered }
 
@@ -41,7 +42,7 @@ type InvalidTransitionError struct {
 }
 
 func (e *InvalidTransitionError) Error() string {
-	return fmt.Sprintf("invalid lifecycle transition for %s: %s -> %s", e.ID, e.Status, e.Action)
+	return fmt.Sprintf("%v for %s: %s -> %s", ErrInvalidTransition, e.ID, e.Status, e.Action)
 }
 func (e *InvalidTransitionError) Is(target error) bool { return target == ErrInvalidTransition }
 
@@ -49,7 +50,7 @@ func (e *InvalidTransitionError) Is(target error) bool { return target == ErrInv
 type PeerNotExpectedError struct{ ID string }
 
 func (e *PeerNotExpectedError) Error() string {
-	return fmt.Sprintf("peer not expected for operation %s: only MobMemberChild reports peer-ready", e.ID)
+	return fmt.Sprintf("%v for operation %s: only MobMemberChild reports peer-ready", ErrPeerNotExpected, e.ID)
 }
 func (e *PeerNotExpectedError) Is(target error) bool { return target == ErrPeerNotExpected }
 
@@ -57,15 +58,16 @@ func (e *PeerNotExpectedError) Is(target error) bool { return target == ErrPeerN
 type AlreadyPeerReadyError struct{ ID string }
 
 func (e *AlreadyPeerReadyError) Error() string {
-	return fmt.Sprintf("operation already peer-ready: %s", e.ID)
+	return fmt.Sprintf("%v: %s", ErrAlreadyPeerReady, e.ID)
 }
 func (e *AlreadyPeerReadyError) Is(target error) bool { return target == ErrAlreadyPeerReady }
 
 // MaxConcurrentExceededError: the session had active >= limit at registration.
+// Its text is also the message of a Rejected operation (RejectionMessage).
 type MaxConcurrentExceededError struct{ Limit, Active int }
 
 func (e *MaxConcurrentExceededError) Error() string {
-	return fmt.Sprintf("max concurrent operations exceeded: limit %d, active %d", e.Limit, e.Active)
+	return fmt.Sprintf("%v: limit %d, active %d", ErrMaxConcurrentExceeded, e.Limit, e.Active)
 }
 func (e *MaxConcurrentExceededError) Is(target error) bool {
 	return target == ErrMaxConcurrentExceeded
@@ -75,7 +77,7 @@ func (e *MaxConcurrentExceededError) Is(target error) bool {
 type DuplicateWaitOperationError struct{ ID string }
 
 func (e *DuplicateWaitOperationError) Error() string {
-	return fmt.Sprintf("duplicate operation in wait request: %s", e.ID)
+	return fmt.Sprintf("%v: %s", ErrDuplicateWaitOperation, e.ID)
 }
 func (e *DuplicateWaitOperationError) Is(target error) bool {
 	return target == ErrDuplicateWaitOperation

@@ -1,8 +1,11 @@
 // Package lifecycle is the Meerkat ops lifecycle as pure decisions: which call
 // is allowed from which phase, what it does to an Operation's status, the
 // errors it gives, and the conditions each phase maps to. It imports no
-// client; the controller, the agents' client and the CRD's CEL rules all
-// follow the one table here.
+// client; the controller and the agents' client follow the one table here,
+// and the CRD's CEL rules are generated from it: hack/celgen (run by make
+// manifests) writes the rules of api/v1alpha1/operation_types.go that name
+// phases from Successors, Terminal and Final, their refusals starting with
+// the text of ErrInvalidTransition.
 package lifecycle
 
 import (
@@ -101,8 +104,9 @@ func Target(c Call, from opsv1.OperationPhase) opsv1.OperationPhase {
 
 // PhaseChangeAllowed reports whether a status write may move an Operation from
 // one phase to another: some call leads there, or the phase stays (progress,
-// peer-ready, conditions). This is the table the CRD's CEL rules encode; a
-// test in test/envtest checks that the API server agrees pair by pair.
+// peer-ready, conditions). This is the table the CRD's CEL rules encode
+// (generated from Successors by hack/celgen); a test in test/envtest checks
+// that the API server agrees pair by pair.
 func PhaseChangeAllowed(from, to opsv1.OperationPhase) bool {
 	from, to = Normalize(from), Normalize(to)
 	if from == to {
@@ -138,6 +142,43 @@ func IsTerminal(p opsv1.OperationPhase) bool {
 // IsFinal reports whether nothing can change the phase any more: terminal, or Rejected.
 func IsFinal(p opsv1.OperationPhase) bool {
 	return IsTerminal(p) || p == opsv1.PhaseRejected
+}
+
+// Successors lists the phases a status write may move an Operation from the
+// phase to (PhaseChangeAllowed), the phase itself left out: first the ones
+// that are not terminal, then the terminal ones, each group in Phases order.
+// A final phase has none. hack/celgen writes these lists into the CRD's CEL
+// rule on status.phase, so the order is the one its lists read in.
+func Successors(from opsv1.OperationPhase) []opsv1.OperationPhase {
+	from = Normalize(from)
+	var open, terminal []opsv1.OperationPhase
+	for _, to := range Phases {
+		if to == from || !PhaseChangeAllowed(from, to) {
+			continue
+		}
+		if IsTerminal(to) {
+			terminal = append(terminal, to)
+		} else {
+			open = append(open, to)
+		}
+	}
+	return append(open, terminal...)
+}
+
+// Terminal lists the terminal phases (IsTerminal) in Phases order.
+func Terminal() []opsv1.OperationPhase { return filterPhases(IsTerminal) }
+
+// Final lists the final phases (IsFinal) in Phases order.
+func Final() []opsv1.OperationPhase { return filterPhases(IsFinal) }
+
+func filterPhases(keep func(opsv1.OperationPhase) bool) []opsv1.OperationPhase {
+	var out []opsv1.OperationPhase
+	for _, p := range Phases {
+		if keep(p) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // IsActive reports whether the phase counts against maxConcurrent.

@@ -185,8 +185,8 @@ func (rt *Runtime) OpsLifecycleRegistry(ctx context.Context, sessionID string) (
 	rt.registries[sessionID] = r
 	// Start the session's shared watch now, in the background, so that the
 	// first RegisterOperation or Wait does not also wait for it to list and
-	// sync. The Runtime's Close stops it.
-	go func() { _, _ = r.sessionWatch(rt.ctx) }()
+	// sync. It outlives ctx (see startWatch); the Runtime's Close stops it.
+	r.startWatch(ctx)
 	return r, nil
 }
 

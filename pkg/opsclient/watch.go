@@ -2,6 +2,8 @@ package opsclient
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -9,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	toolscache "k8s.io/client-go/tools/cache"
+	watchtools "k8s.io/client-go/tools/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	opsv1 "github.com/meerkat-ops/ops-operator/api/v1alpha1"
@@ -25,6 +28,9 @@ const maxTombstones = 4096
 type sessionWatch struct {
 	informer toolscache.SharedIndexInformer
 	ns       string
+	session  string
+	// stopped is closed once the watch has stopped (start's ctx ended).
+	stopped <-chan struct{}
 
 	mu      sync.Mutex
 	waiters map[string][]*waiter
@@ -46,20 +52,11 @@ type waitResult struct {
 }
 
 func newSessionWatch(c client.WithWatch, ns, session string) *sessionWatch {
-	sel := client.MatchingFields{"spec.sessionName": session}
-	lw := &toolscache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
-			list := &opsv1.OperationList{}
-			err := c.List(ctx, list, client.InNamespace(ns), sel, &client.ListOptions{Raw: &opts})
-			return list, err
-		},
-		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
-			return c.Watch(ctx, &opsv1.OperationList{}, client.InNamespace(ns), sel, &client.ListOptions{Raw: &opts})
-		},
-	}
+	lw := listWatch(c, ns, &opsv1.OperationList{}, client.MatchingFields{"spec.sessionName": session})
 	sw := &sessionWatch{
 		informer:   toolscache.NewSharedIndexInformer(lw, &opsv1.Operation{}, 0, toolscache.Indexers{}),
 		ns:         ns,
+		session:    session,
 		waiters:    map[string][]*waiter{},
 		tombstones: map[string]types.UID{},
 	}
@@ -78,10 +75,47 @@ func newSessionWatch(c client.WithWatch, ns, session string) *sessionWatch {
 	return sw
 }
 
-// run starts the watch and returns once it has synced.
-func (sw *sessionWatch) run(ctx context.Context) bool {
+// start runs the watch, in the background, until ctx ends.
+func (sw *sessionWatch) start(ctx context.Context) {
+	sw.stopped = ctx.Done()
 	go sw.informer.RunWithContext(ctx)
-	return toolscache.WaitForCacheSync(ctx.Done(), sw.informer.HasSynced)
+}
+
+// ready waits until the watch has listed the session's operations, so that
+// a wait can tell an operation not seen yet from a deleted one. It gives
+// ctx's error if ctx ends first, and errWatchStopped if the watch stops
+// first.
+func (sw *sessionWatch) ready(ctx context.Context) error {
+	select {
+	case <-sw.informer.HasSyncedChecker().Done():
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-sw.stopped:
+		return sw.stoppedErr()
+	}
+}
+
+// await waits for w, or ctx's end, or the watch's end (which would leave w
+// waiting forever).
+func (sw *sessionWatch) await(ctx context.Context, name string, w *waiter) (*opsv1.Operation, error) {
+	select {
+	case res := <-w.ch:
+		return res.op, res.err
+	case <-ctx.Done():
+		sw.cancel(name, w)
+		return nil, ctx.Err()
+	case <-sw.stopped:
+		sw.cancel(name, w)
+		return nil, sw.stoppedErr()
+	}
+}
+
+// errWatchStopped: the Runtime was closed, which stops its session watches.
+var errWatchStopped = errors.New("runtime closed")
+
+func (sw *sessionWatch) stoppedErr() error {
+	return fmt.Errorf("watching operations of session %s: %w", sw.session, errWatchStopped)
 }
 
 // wait resolves when the operation with this UID satisfies done, or is deleted.
@@ -172,4 +206,64 @@ func (sw *sessionWatch) resolve(name string, decide func(*waiter) (waitResult, b
 	} else {
 		sw.waiters[name] = kept
 	}
+}
+
+// listWatch lists and watches the objects of list's kind in namespace ns
+// that match sel, passing on the options of the informer using it
+// (resourceVersion, timeout, bookmarks, chunking). A client that says it
+// cannot stream a list's initial events (a test's fake) gets a plain list
+// and watch from the informer instead.
+func listWatch(c client.WithWatch, ns string, list client.ObjectList, sel client.MatchingFields) toolscache.ListerWatcher {
+	return toolscache.ToListWatcherWithWatchListSemantics(&toolscache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+			l := list.DeepCopyObject().(client.ObjectList)
+			err := c.List(ctx, l, client.InNamespace(ns), sel, &client.ListOptions{Raw: &opts})
+			return l, err
+		},
+		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+			return c.Watch(ctx, list.DeepCopyObject().(client.ObjectList), client.InNamespace(ns), sel, &client.ListOptions{Raw: &opts})
+		},
+	}, c)
+}
+
+// errDeleted: the object watchUntil waited on was deleted first.
+var errDeleted = errors.New("object deleted")
+
+// watchUntil waits until cond holds for the object of obj's kind named name
+// in the Runtime's namespace (list is that kind's list). It lists and
+// watches that one object with watchtools.UntilWithSync, whose informer
+// relists when a watch ends or its resourceVersion has expired, so it sees
+// the object's latest state whatever happens to the watch connection. It
+// returns nil once cond holds, errDeleted if the object is missing or is
+// deleted before cond holds for it, and ctx's error if ctx ends first.
+func (r *Registry) watchUntil(ctx context.Context, obj client.Object, list client.ObjectList, name string, cond func(client.Object) bool) error {
+	lw := listWatch(r.rt.c, r.rt.ns, list, client.MatchingFields{"metadata.name": name})
+	listed := func(store toolscache.Store) (bool, error) {
+		o, ok, err := store.GetByKey(r.rt.ns + "/" + name)
+		switch {
+		case err != nil:
+			return false, err
+		case !ok:
+			return false, errDeleted
+		}
+		return cond(o.(client.Object)), nil
+	}
+	changed := func(ev watch.Event) (bool, error) {
+		o, ok := ev.Object.(client.Object)
+		switch {
+		case !ok:
+			return false, nil
+		case cond(o):
+			return true, nil
+		case ev.Type == watch.Deleted:
+			return false, errDeleted
+		}
+		return false, nil
+	}
+	_, err := watchtools.UntilWithSync(ctx, lw, obj, listed, changed)
+	if err != nil && ctx.Err() != nil {
+		// UntilWithSync reports an ended ctx as its own error.
+		return ctx.Err()
+	}
+	return err
 }

@@ -64,8 +64,12 @@ func done(name string, phase opsv1.OperationPhase, d int, opts ...opOption) *ops
 	return newOp(name, phase, append([]opOption{completedAt(time.Duration(d) * time.Second)}, opts...)...)
 }
 
+// names returns the operations' names, nil for none (as the cases want).
 func names(ops []*opsv1.Operation) []string {
-	var out []string
+	if len(ops) == 0 {
+		return nil
+	}
+	out := make([]string, 0, len(ops))
 	for _, op := range ops {
 		out = append(out, op.Name)
 	}

@@ -258,7 +258,7 @@ func TestOpsLifecycleContract_BoundedCompletedRetentionEvictsOldest(t *testing.T
 	g, ctx := NewWithT(t), testContext(t)
 	_, registry := newRegistry(t, opsclient.SessionConfig{MaxCompleted: ptr.To[int32](3)})
 
-	var ids []string
+	ids := make([]string, 0, 5)
 	for i := range 5 {
 		spec := backgroundSpec(fmt.Sprintf("evict-%d", i))
 		g.Expect(registry.RegisterOperation(ctx, spec)).To(Succeed())
@@ -284,7 +284,7 @@ func TestOpsLifecycleContract_MultiListenerCompletionAllReceiveOutcome(t *testin
 	g.Expect(registry.RegisterOperation(ctx, spec)).To(Succeed())
 	g.Expect(registry.ProvisioningSucceeded(ctx, spec.ID)).To(Succeed())
 
-	var watches []*opsclient.Watcher
+	watches := make([]*opsclient.Watcher, 0, 3)
 	for range 3 {
 		w, err := registry.RegisterWatcher(ctx, spec.ID)
 		g.Expect(err).NotTo(HaveOccurred())

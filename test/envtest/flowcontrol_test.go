@@ -67,8 +67,8 @@ func TestFlowControlManifests(t *testing.T) {
 	ctx := testContext(t)
 	root := testenv.Root()
 	config := decodeFiles(t, filepath.Join(root, "config", "flowcontrol"))
-	wantPL := theDoc(t, config, "PriorityLevelConfiguration", "ops-operator-manager")
-	wantFS := theDoc(t, config, "FlowSchema", "ops-operator-manager")
+	wantPL := theDoc(t, config, "PriorityLevelConfiguration", managerName)
+	wantFS := theDoc(t, config, "FlowSchema", managerName)
 
 	// The bundle, as shipped and with the operator's namespace changed.
 	for _, ns := range []string{"ops-operator-system", "elsewhere"} {
@@ -83,16 +83,16 @@ func TestFlowControlManifests(t *testing.T) {
 			t.Fatal(err)
 		}
 		docs := decodeDocs(t, []byte(runCmd(t, ctx, nil, kubectl, "kustomize", filepath.Join(tmp, "config", "default"))))
-		pl := theDoc(t, docs, "PriorityLevelConfiguration", "ops-operator-manager")
+		pl := theDoc(t, docs, "PriorityLevelConfiguration", managerName)
 		if !reflect.DeepEqual(pl.Object, wantPL.Object) {
 			t.Errorf("namespace %s: the bundle's PriorityLevelConfiguration differs from config/flowcontrol", ns)
 		}
-		fs := theDoc(t, docs, "FlowSchema", "ops-operator-manager")
+		fs := theDoc(t, docs, "FlowSchema", managerName)
 		if fs.GetNamespace() != "" || pl.GetNamespace() != "" {
 			t.Errorf("namespace %s: cluster-scoped flow control objects got a namespace", ns)
 		}
-		if gotNS, gotName := flowSchemaSubject(t, fs); gotNS != ns || gotName != "ops-operator-manager" {
-			t.Errorf("namespace %s: the bundle's FlowSchema matches ServiceAccount %s/%s, want %s/ops-operator-manager", ns, gotNS, gotName, ns)
+		if gotNS, gotName := flowSchemaSubject(t, fs); gotNS != ns || gotName != managerName {
+			t.Errorf("namespace %s: the bundle's FlowSchema matches ServiceAccount %s/%s, want %s/%s", ns, gotNS, gotName, ns, managerName)
 		}
 		if !reflect.DeepEqual(withoutSubject(t, fs), withoutSubject(t, wantFS)) {
 			t.Errorf("namespace %s: the bundle's FlowSchema differs from config/flowcontrol beyond its subject", ns)
@@ -141,9 +141,9 @@ func checkFlowControl(t *testing.T, ctx context.Context, kubeconfig, fsName, ns,
 		g.Expect(err).NotTo(HaveOccurred())
 		resp, err := hc.Do(req)
 		g.Expect(err).NotTo(HaveOccurred())
-		defer resp.Body.Close()
 		body, err := io.ReadAll(resp.Body)
 		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(resp.Body.Close()).To(Succeed())
 		return resp, string(body)
 	}
 	decode := func(path string, into any) {

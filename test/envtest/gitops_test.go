@@ -94,13 +94,13 @@ func TestServerSideApplyTwiceUnderTwoFieldManagers(t *testing.T) {
 		// Let the manager add its finalizer and admit before the next apply.
 		g.Eventually(func() []string {
 			s := &opsv1.OpsSession{}
-			_ = k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "demo-session"}, s)
+			_ = k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: sampleSession}, s)
 			return s.Finalizers
 		}).Should(ContainElement(opsv1.FinalizerTerminate))
 		g.Eventually(phaseOf(ctx, ns, "index-repository")).Should(Equal(opsv1.PhaseProvisioning))
 	}
 	s := &opsv1.OpsSession{}
-	g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "demo-session"}, s)).To(Succeed())
+	g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: sampleSession}, s)).To(Succeed())
 	g.Expect(s.Spec.HeartbeatTimeout.Duration).To(Equal(10 * time.Minute))
 }
 

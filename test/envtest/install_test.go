@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
@@ -29,6 +30,12 @@ import (
 // rely on), and checked: the Deployment runs the image asked for as the
 // ServiceAccount installed with it, and that ServiceAccount is the
 // controller by RBAC. No pod runs: there is no kubelet.
+
+// Kinds of the installed RBAC.
+const (
+	kindClusterRole        = "ClusterRole"
+	kindClusterRoleBinding = "ClusterRoleBinding"
+)
 
 // installerKubeconfig writes a kubeconfig for a new system:masters user,
 // the cluster admin who installs.
@@ -112,7 +119,7 @@ func ofKind(docs []*unstructured.Unstructured, kinds ...string) []*unstructured.
 }
 
 func names(docs []*unstructured.Unstructured) []string {
-	var out []string
+	out := make([]string, 0, len(docs))
 	for _, d := range docs {
 		out = append(out, docKey(d))
 	}
@@ -170,11 +177,11 @@ func containerArgs(c map[string]any) []string {
 // boundToManagerRole reports whether a ClusterRoleBinding in docs binds
 // ServiceAccount ns/sa to the ops-operator-manager ClusterRole.
 func boundToManagerRole(docs []*unstructured.Unstructured, ns, sa string) bool {
-	for _, b := range ofKind(docs, "ClusterRoleBinding") {
-		if k, _, _ := unstructured.NestedString(b.Object, "roleRef", "kind"); k != "ClusterRole" {
+	for _, b := range ofKind(docs, kindClusterRoleBinding) {
+		if k, _, _ := unstructured.NestedString(b.Object, "roleRef", "kind"); k != kindClusterRole {
 			continue
 		}
-		if n, _, _ := unstructured.NestedString(b.Object, "roleRef", "name"); n != "ops-operator-manager" {
+		if n, _, _ := unstructured.NestedString(b.Object, "roleRef", "name"); n != managerName {
 			continue
 		}
 		subjects, _, _ := unstructured.NestedSlice(b.Object, "subjects")
@@ -204,7 +211,7 @@ func checkInstalled(t *testing.T, ctx context.Context, kubeconfig string, want i
 	t.Helper()
 	kc := func(args ...string) string {
 		t.Helper()
-		return runCmd(t, ctx, nil, kubectl, append([]string{"--kubeconfig", kubeconfig}, args...)...)
+		return runCmd(t, ctx, nil, kubectl, withKubeconfig(kubeconfig, args...)...)
 	}
 	out := kc("-n", want.ns, "get", "deployment", want.deployment, "-o",
 		"jsonpath={.spec.template.spec.containers[?(@.name=='manager')].image} {.spec.template.spec.serviceAccountName}")
@@ -228,26 +235,27 @@ func checkInstalled(t *testing.T, ctx context.Context, kubeconfig string, want i
 	}
 
 	as := "system:serviceaccount:" + want.ns + ":" + want.serviceAccount
+	// In the manager's namespace and in another one.
+	other := metav1.NamespaceDefault
 	for _, c := range []struct {
-		ns   string
-		args []string
-		want string
+		ns      string
+		request string // the arguments of kubectl auth can-i
+		allowed bool
 	}{
-		{want.ns, []string{"control", "operations.ops.meerkat.dev", "--subresource=status"}, "yes"},
-		{"default", []string{"control", "opssessions.ops.meerkat.dev", "--subresource=status"}, "yes"},
-		{"default", []string{"list", "operations.ops.meerkat.dev"}, "yes"},
-		{"default", []string{"create", "operations.ops.meerkat.dev"}, "no"},
-		{want.ns, []string{"create", "tokenreviews.authentication.k8s.io"}, "yes"},
-		{want.ns, []string{"create", "leases.coordination.k8s.io"}, "yes"},
-		{"default", []string{"create", "leases.coordination.k8s.io"}, "no"},
+		{want.ns, "control operations.ops.meerkat.dev --subresource=status", true},
+		{other, "control opssessions.ops.meerkat.dev --subresource=status", true},
+		{other, "list operations.ops.meerkat.dev", true},
+		{other, "create operations.ops.meerkat.dev", false},
+		{want.ns, "create tokenreviews.authentication.k8s.io", true},
+		{want.ns, "create leases.coordination.k8s.io", true},
+		{other, "create leases.coordination.k8s.io", false},
 	} {
-		cmd := exec.CommandContext(ctx, kubectl, append([]string{"--kubeconfig", kubeconfig, "-n", c.ns, "auth", "can-i", "--as", as}, c.args...)...)
-		o, err := cmd.Output()
-		if _, exit := err.(*exec.ExitError); err != nil && !exit {
-			t.Fatalf("kubectl auth can-i: %v", err)
+		wantAnswer := "no"
+		if c.allowed {
+			wantAnswer = "yes"
 		}
-		if got := strings.TrimSpace(string(o)); got != c.want {
-			t.Errorf("kubectl auth can-i -n %s --as %s %s: %q, want %q", c.ns, as, strings.Join(c.args, " "), got, c.want)
+		if got := canI(ctx, t, kubeconfig, c.ns, append(strings.Fields(c.request), "--as", as)); got != wantAnswer {
+			t.Errorf("kubectl auth can-i -n %s --as %s %s: %q, want %q", c.ns, as, c.request, got, wantAnswer)
 		}
 	}
 	checkFlowControl(t, ctx, kubeconfig, want.flowSchema, want.ns, want.serviceAccount)
@@ -266,7 +274,7 @@ func TestInstallBundle(t *testing.T) {
 	ctx := testContext(t)
 	root := testenv.Root()
 	const img = "registry.example.test/meerkat/ops-operator:v0.0.0-bundle"
-	const ns, name = "ops-operator-system", "ops-operator-manager"
+	const ns, name = "ops-operator-system", managerName
 	bundle := filepath.Join(t.TempDir(), "install.yaml")
 	runCmd(t, ctx, []string{"KUBECTL=" + kubectl}, "bash", filepath.Join(root, "hack", "build-installer.sh"), img, bundle)
 	data, err := os.ReadFile(bundle)
@@ -285,10 +293,10 @@ func TestInstallBundle(t *testing.T) {
 	}
 	for _, k := range []struct{ kind, name string }{
 		{"Namespace", ns}, {"ServiceAccount", name}, {"Role", "ops-operator-leader-election"},
-		{"RoleBinding", "ops-operator-leader-election"}, {"ClusterRoleBinding", "ops-operator-metrics-auth"},
+		{"RoleBinding", "ops-operator-leader-election"}, {kindClusterRoleBinding, "ops-operator-metrics-auth"},
 		{"Service", "ops-operator-metrics"}, {"Deployment", name},
 	} {
-		clusterScoped := k.kind == "Namespace" || k.kind == "ClusterRoleBinding"
+		clusterScoped := k.kind == "Namespace" || k.kind == kindClusterRoleBinding
 		if d := theDoc(t, docs, k.kind, k.name); !clusterScoped && d.GetNamespace() != ns {
 			t.Errorf("%s: namespace %q, want %q", docKey(d), d.GetNamespace(), ns)
 		}
@@ -310,11 +318,11 @@ func TestInstallBundle(t *testing.T) {
 
 	kubeconfig := installerKubeconfig(t, "installer-bundle")
 	apply(t, ctx, kubeconfig, bundle, "ops-operator-install-test-bundle")
-	checkInstalled(t, ctx, kubeconfig, installed{ns: ns, deployment: name, image: img, serviceAccount: name, flowSchema: "ops-operator-manager"})
+	checkInstalled(t, ctx, kubeconfig, installed{ns: ns, deployment: name, image: img, serviceAccount: name, flowSchema: managerName})
 }
 
 func clusterRoles(docs []*unstructured.Unstructured) []*unstructured.Unstructured {
-	return ofKind(docs, "ClusterRole")
+	return ofKind(docs, kindClusterRole)
 }
 
 // helmBin is bin/helm (`make helm`).
@@ -346,7 +354,8 @@ func helmRun(t *testing.T, ctx context.Context, args ...string) string {
 // helmTemplate renders dist/chart as release name in namespace ns.
 func helmTemplate(t *testing.T, ctx context.Context, chart, release, ns string, set ...string) string {
 	t.Helper()
-	args := []string{"template", release, chart, "--namespace", ns}
+	args := make([]string, 0, 5+2*len(set))
+	args = append(args, "template", release, chart, "--namespace", ns)
 	for _, s := range set {
 		args = append(args, "--set", s)
 	}
@@ -487,7 +496,7 @@ func TestInstallHelmChart(t *testing.T) {
 	if got := ofKind(noCRDs, "CustomResourceDefinition"); len(got) != 0 {
 		t.Errorf("crds.install=false still renders %v", names(got))
 	}
-	for _, k := range []string{"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "ClusterRole", "ClusterRoleBinding"} {
+	for _, k := range []string{"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", kindClusterRole, kindClusterRoleBinding} {
 		if a, b := len(ofKind(noCRDs, k)), len(ofKind(def, k)); a != b || a == 0 {
 			t.Errorf("crds.install=false renders %d %s, default values %d", a, k, b)
 		}
@@ -523,7 +532,7 @@ func TestInstallHelmChart(t *testing.T) {
 	}
 	for _, d := range docs {
 		namespaced := !slices.Contains([]string{"CustomResourceDefinition", "ValidatingAdmissionPolicy",
-			"ValidatingAdmissionPolicyBinding", "ClusterRole", "ClusterRoleBinding", "FlowSchema", "PriorityLevelConfiguration"}, d.GetKind())
+			"ValidatingAdmissionPolicyBinding", kindClusterRole, kindClusterRoleBinding, "FlowSchema", "PriorityLevelConfiguration"}, d.GetKind())
 		if namespaced && d.GetNamespace() != ns {
 			t.Errorf("%s is not in the release namespace %s", docKey(d), ns)
 		}

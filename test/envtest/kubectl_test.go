@@ -19,7 +19,7 @@ func kubectlRun(ctx context.Context, ns string, args ...string) (string, error) 
 }
 
 func kubectlAs(ctx context.Context, kubeconfig, ns string, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, kubectl, append([]string{"--kubeconfig", kubeconfig, "-n", ns}, args...)...)
+	cmd := exec.CommandContext(ctx, kubectl, withKubeconfig(kubeconfig, append([]string{"-n", ns}, args...)...)...)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
@@ -42,7 +42,7 @@ func TestKubectlApplyCancelAndWait(t *testing.T) {
 	kc("wait", "--for=jsonpath={.status.phase}=Provisioning", "operation/index-repository", "--timeout=60s")
 
 	wide := kc("get", "ops", "-o", "wide")
-	for _, col := range []string{"PHASE", "SESSION", "KIND", "PROGRESS", "AGE", "index-repository", "Provisioning", "demo-session", "BackgroundToolOp"} {
+	for _, col := range []string{"PHASE", "SESSION", "KIND", "PROGRESS", "AGE", "index-repository", "Provisioning", sampleSession, "BackgroundToolOp"} {
 		g.Expect(wide).To(ContainSubstring(col))
 	}
 	both := kc("get", "meerkat")

@@ -109,7 +109,7 @@ func TestPluginGetTree(t *testing.T) {
 	lines := strings.Split(strings.TrimSuffix(res.out, "\n"), "\n")
 	g.Expect(lines).To(HaveLen(7), res.out)
 	g.Expect(lines[0]).To(MatchRegexp(`^SESSION %s  policy=Reject  limit=5  active=3  queued=0  retained=2  age=\d+s$`, session))
-	g.Expect(strings.Fields(lines[1])).To(Equal([]string{"NAME", "PHASE", "AGE", "PROGRESS", "OUTCOME"}))
+	g.Expect(strings.Fields(lines[1])).To(Equal(strings.Fields("NAME  PHASE  AGE  PROGRESS  OUTCOME")))
 	want := []string{
 		`^├─ op-0 +Provisioning +\d+s +- +-$`,
 		`^├─ alpha \(op-a\) +Running +\d+s +50% indexing files \(1\) +-$`,
@@ -141,7 +141,7 @@ func TestPluginGetTree(t *testing.T) {
 	}
 	g.Expect(json.Unmarshal([]byte(res.out), &list)).To(Succeed(), res.out)
 	g.Expect(list.APIVersion + "/" + list.Kind).To(Equal("v1/List"))
-	var got []string
+	got := make([]string, 0, len(list.Items))
 	for _, it := range list.Items {
 		got = append(got, it.Kind+"/"+it.Metadata.Name+"/"+it.Status.Phase)
 	}
@@ -423,7 +423,7 @@ func TestPluginTop(t *testing.T) {
 	t.Logf("kubectl meerkat top:\n%s", res.out)
 	g.Expect(res.code).To(Equal(0))
 	lines := strings.Split(strings.TrimSuffix(res.out, "\n"), "\n")
-	g.Expect(strings.Fields(lines[0])).To(Equal([]string{"SESSION", "POLICY", "LIMIT", "ACTIVE", "QUEUED", "RETAINED", "STATE", "AGE"}))
+	g.Expect(strings.Fields(lines[0])).To(Equal(strings.Fields("SESSION  POLICY  LIMIT  ACTIVE  QUEUED  RETAINED  STATE  AGE")))
 	g.Expect(lines).To(HaveLen(3))
 	// Sorted by name: a uuid session and "idle".
 	idle := regexp.MustCompile(`^idle +Reject +unlimited +0 +0 +0 +Ready +\d+s$`)
@@ -532,17 +532,17 @@ func TestPluginKrewManifest(t *testing.T) {
 	for _, cmd := range []string{"get SESSION", "wait OP", "cancel|retire|abort", "terminate SESSION", "collect SESSION", "top"} {
 		g.Expect(m.Spec.Description).To(ContainSubstring(cmd))
 	}
-	var platforms []string
+	platforms := make([]string, 0, len(m.Spec.Platforms))
 	for _, p := range m.Spec.Platforms {
-		os, arch := p.Selector.MatchLabels["os"], p.Selector.MatchLabels["arch"]
-		platforms = append(platforms, os+"/"+arch)
+		goos, arch := p.Selector.MatchLabels["os"], p.Selector.MatchLabels["arch"]
+		platforms = append(platforms, goos+"/"+arch)
 		bin := "kubectl-meerkat"
-		if os == "windows" {
+		if goos == "windows" {
 			bin += ".exe"
 		}
 		g.Expect(p.Bin).To(Equal(bin))
 		g.Expect(p.Files).To(ContainElement(HaveField("From", bin)), "the archive's binary is installed")
-		g.Expect(p.URI).To(HaveSuffix("/" + m.Spec.Version + "/kubectl-meerkat_" + m.Spec.Version + "_" + os + "_" + arch + ".tar.gz"))
+		g.Expect(p.URI).To(HaveSuffix("/" + m.Spec.Version + "/kubectl-meerkat_" + m.Spec.Version + "_" + goos + "_" + arch + ".tar.gz"))
 		g.Expect(p.SHA256).To(MatchRegexp(`^[0-9a-f]{64}$`))
 	}
 	g.Expect(platforms).To(ConsistOf("linux/amd64", "linux/arm64", "darwin/amd64", "darwin/arm64", "windows/amd64"))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -23,35 +24,55 @@ import (
 	"github.com/meerkat-ops/ops-operator/pkg/opsclient"
 )
 
+// The duration fields of both kinds' specs.
+const (
+	provisioningTimeout = "provisioningTimeout"
+	heartbeatTimeout    = "heartbeatTimeout"
+)
+
+// badDuration is a duration time.ParseDuration refuses.
+const badDuration = "abc"
+
 // Values the CRD once admitted but the Go types cannot decode: a timeout
 // time.ParseDuration refuses or that is not positive, and a timestamp
 // metav1.MicroTime refuses (it wants exactly six fractional digits).
 var (
-	poisonDurations = []string{"abc", "5 minutes", "9999999999h", "-5s", "0s", "", "0.5ns", "1h1x"}
+	poisonDurations = []string{badDuration, "5 minutes", "9999999999h", "-5s", "0s", "", "0.5ns", "1h1x"}
 	poisonTimes     = []string{"2024-01-01T00:00:00Z", "2024-01-01T00:00:00.123456789Z", "2024-01-01T00:00:00.123Z",
 		"2024-01-01t00:00:00.000000z", "2023-02-29T00:00:00.000000Z", "2024-01-01T00:00:00.000000ZTx"}
-	timeFields = []string{"createdAt", "admittedAt", "startedAt", "completedAt", "lastHeartbeatTime"}
+	timeoutFields = []string{provisioningTimeout, heartbeatTimeout}
+	timeFields    = []string{"createdAt", "admittedAt", "startedAt", "completedAt", "lastHeartbeatTime"}
 )
 
-func unstructuredOp(ns, name, session string, spec map[string]any) *unstructured.Unstructured {
-	u := &unstructured.Unstructured{Object: map[string]any{"spec": map[string]any{"sessionName": session, "kind": "BackgroundToolOp"}}}
+// noSession is the session of operations no session admits: none exists.
+const noSession = "none"
+
+// The manager's events on an object holding poison.
+const (
+	reasonMalformedSpec   = "MalformedSpec"
+	reasonMalformedStatus = "MalformedStatus"
+)
+
+// newUnstructured is an object of kind with spec, as raw JSON has it.
+func newUnstructured(kind, ns, name string, spec map[string]any) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{Object: map[string]any{"spec": spec}}
 	u.SetAPIVersion(opsv1.GroupVersion.String())
-	u.SetKind("Operation")
+	u.SetKind(kind)
 	u.SetNamespace(ns)
 	u.SetName(name)
-	for k, v := range spec {
-		u.Object["spec"].(map[string]any)[k] = v
-	}
 	return u
 }
 
+// unstructuredOp is a BackgroundToolOp of session, its spec's other fields
+// (or these two) set from spec.
+func unstructuredOp(ns, name, session string, spec map[string]any) *unstructured.Unstructured {
+	full := map[string]any{"sessionName": session, "kind": string(opsv1.BackgroundToolOp)}
+	maps.Copy(full, spec)
+	return newUnstructured(kindOperation, ns, name, full)
+}
+
 func unstructuredSession(ns, name string, spec map[string]any) *unstructured.Unstructured {
-	u := &unstructured.Unstructured{Object: map[string]any{"spec": spec}}
-	u.SetAPIVersion(opsv1.GroupVersion.String())
-	u.SetKind("OpsSession")
-	u.SetNamespace(ns)
-	u.SetName(name)
-	return u
+	return newUnstructured(kindOpsSession, ns, name, spec)
 }
 
 // patchStatus merge-patches status through the status subresource, as raw
@@ -75,7 +96,7 @@ func TestPoisonValuesAreRefused(t *testing.T) {
 	}
 	var cases []tc
 	n := 0
-	for _, field := range []string{"provisioningTimeout", "heartbeatTimeout"} {
+	for _, field := range timeoutFields {
 		for _, v := range poisonDurations {
 			n++
 			name := fmt.Sprintf("p%d", n)
@@ -89,7 +110,7 @@ func TestPoisonValuesAreRefused(t *testing.T) {
 		}
 	}
 	target := &opsv1.Operation{ObjectMeta: metav1.ObjectMeta{Name: "target", Namespace: ns},
-		Spec: opsv1.OperationSpec{SessionName: "none", Kind: opsv1.BackgroundToolOp}}
+		Spec: opsv1.OperationSpec{SessionName: noSession, Kind: opsv1.BackgroundToolOp}}
 	if err := admin.Create(ctx, target); err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +137,7 @@ func TestPoisonValuesAreRefused(t *testing.T) {
 	t.Run("Go-written values", func(t *testing.T) {
 		for i, d := range []time.Duration{time.Nanosecond, 1500 * time.Nanosecond, 250 * time.Millisecond, 90 * time.Second, 36*time.Hour + time.Second/3, 999999 * time.Hour} {
 			op := &opsv1.Operation{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("ok%d", i), Namespace: ns},
-				Spec: opsv1.OperationSpec{SessionName: "none", Kind: opsv1.BackgroundToolOp,
+				Spec: opsv1.OperationSpec{SessionName: noSession, Kind: opsv1.BackgroundToolOp,
 					ProvisioningTimeout: &metav1.Duration{Duration: d}, HeartbeatTimeout: &metav1.Duration{Duration: d}}}
 			if err := admin.Create(ctx, op, client.DryRunAll); err != nil {
 				t.Errorf("%s: %v", d, err)
@@ -138,7 +159,7 @@ func TestPoisonValuesAreRefused(t *testing.T) {
 			// A fresh operation each: completedAt is write-once.
 			name := fmt.Sprintf("times%d", i)
 			if err := admin.Create(ctx, &opsv1.Operation{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
-				Spec: opsv1.OperationSpec{SessionName: "none", Kind: opsv1.BackgroundToolOp}}); err != nil {
+				Spec: opsv1.OperationSpec{SessionName: noSession, Kind: opsv1.BackgroundToolOp}}); err != nil {
 				t.Fatal(err)
 			}
 			if err := patchStatus(ctx, admin, ns, name, status); err != nil {
@@ -204,7 +225,7 @@ func relaxCRD(t *testing.T, ctx context.Context, name string, strip func(*unstru
 
 func stripOperationsCRD(crd *unstructured.Unstructured) {
 	spec := crdSchemaProps(crd, "spec")
-	for _, f := range []string{"provisioningTimeout", "heartbeatTimeout"} {
+	for _, f := range timeoutFields {
 		p := spec[f].(map[string]any)
 		delete(p, "x-kubernetes-validations")
 		delete(p, "maxLength")
@@ -217,7 +238,7 @@ func stripOperationsCRD(crd *unstructured.Unstructured) {
 
 func stripSessionsCRD(crd *unstructured.Unstructured) {
 	spec := crdSchemaProps(crd, "spec")
-	for _, f := range []string{"provisioningTimeout", "heartbeatTimeout"} {
+	for _, f := range timeoutFields {
 		p := spec[f].(map[string]any)
 		delete(p, "x-kubernetes-validations")
 		delete(p, "maxLength")
@@ -225,10 +246,11 @@ func stripSessionsCRD(crd *unstructured.Unstructured) {
 }
 
 // schemaAccepts says whether the API server now accepts the poison
-// duration "abc" on an Operation and on an OpsSession (dry run).
+// duration badDuration on an Operation and on an OpsSession (dry run).
 func schemaAccepts(ctx context.Context, ns string) (op, sess bool) {
-	errOp := admin.Create(ctx, unstructuredOp(ns, "probe", "s", map[string]any{"heartbeatTimeout": "abc"}), client.DryRunAll)
-	errSess := admin.Create(ctx, unstructuredSession(ns, "probe", map[string]any{"heartbeatTimeout": "abc"}), client.DryRunAll)
+	poison := specValue(heartbeatTimeout, badDuration)
+	errOp := admin.Create(ctx, unstructuredOp(ns, "probe", "s", poison), client.DryRunAll)
+	errSess := admin.Create(ctx, unstructuredSession(ns, "probe", poison), client.DryRunAll)
 	return errOp == nil, errSess == nil
 }
 
@@ -271,8 +293,9 @@ func TestPoisonObjectsDoNotHaltTheManager(t *testing.T) {
 		WithTimeout(30*time.Second).WithPolling(100*time.Millisecond).Should(BeTrue(), "the relaxed schema never took effect")
 
 	// The poison, in the registry's own session and namespace.
-	poisonSpec := unstructuredOp(ns, "poison-spec", session, map[string]any{"heartbeatTimeout": "abc", "provisioningTimeout": "9999999999h"})
-	poisonSession := unstructuredSession(ns, "poison-session", map[string]any{"provisioningTimeout": "5 minutes", "heartbeatTimeout": "-5s"})
+	const poisonOpName, poisonSessionName = "poison-spec", "poison-session"
+	poisonSpec := unstructuredOp(ns, poisonOpName, session, map[string]any{heartbeatTimeout: badDuration, provisioningTimeout: "9999999999h"})
+	poisonSession := unstructuredSession(ns, poisonSessionName, map[string]any{provisioningTimeout: "5 minutes", heartbeatTimeout: "-5s"})
 	t.Cleanup(func() {
 		cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -292,10 +315,10 @@ func TestPoisonObjectsDoNotHaltTheManager(t *testing.T) {
 		WithTimeout(30*time.Second).WithPolling(100*time.Millisecond).Should(BeFalse(), "the restored schema never took effect")
 
 	// The poison is stored: read it raw.
-	raw := unstructuredOp(ns, "poison-spec", "", nil)
+	raw := unstructuredOp(ns, poisonOpName, "", nil)
 	g.Expect(admin.Get(ctx, client.ObjectKeyFromObject(raw), raw)).To(Succeed())
-	stored, _, _ := unstructured.NestedString(raw.Object, "spec", "heartbeatTimeout")
-	g.Expect(stored).To(Equal("abc"))
+	stored, _, _ := unstructured.NestedString(raw.Object, "spec", heartbeatTimeout)
+	g.Expect(stored).To(Equal(badDuration))
 
 	// A canary in another namespace and session is admitted within 5 s.
 	_, canary := newRegistry(t, opsclient.SessionConfig{})
@@ -308,12 +331,12 @@ func TestPoisonObjectsDoNotHaltTheManager(t *testing.T) {
 
 	// The manager reported each poison object once, naming field and value.
 	for _, w := range []struct{ name, reason, want string }{
-		{"poison-spec", "MalformedSpec", `spec.heartbeatTimeout: "abc": invalid duration`},
-		{"poison-spec", "MalformedSpec", `spec.provisioningTimeout: "9999999999h": invalid duration`},
-		{tainted, "MalformedStatus", `status.startedAt: "2024-01-01T00:00:00Z"`},
-		{tainted, "MalformedStatus", `status.createdAt: "2024-01-01T00:00:00.123456789Z"`},
-		{"poison-session", "MalformedSpec", `spec.provisioningTimeout: "5 minutes": invalid duration`},
-		{"poison-session", "MalformedSpec", `spec.heartbeatTimeout: "-5s": not a positive duration`},
+		{poisonOpName, reasonMalformedSpec, `spec.heartbeatTimeout: "abc": invalid duration`},
+		{poisonOpName, reasonMalformedSpec, `spec.provisioningTimeout: "9999999999h": invalid duration`},
+		{tainted, reasonMalformedStatus, `status.startedAt: "2024-01-01T00:00:00Z"`},
+		{tainted, reasonMalformedStatus, `status.createdAt: "2024-01-01T00:00:00.123456789Z"`},
+		{poisonSessionName, reasonMalformedSpec, `spec.provisioningTimeout: "5 minutes": invalid duration`},
+		{poisonSessionName, reasonMalformedSpec, `spec.heartbeatTimeout: "-5s": not a positive duration`},
 	} {
 		g.Eventually(warnings(ctx, ns, w.name, w.reason)).WithTimeout(10*time.Second).
 			Should(ContainElement(HaveField("Note", ContainSubstring(w.want))), "no %s event on %s saying %s", w.reason, w.name, w.want)
@@ -327,7 +350,7 @@ func TestPoisonObjectsDoNotHaltTheManager(t *testing.T) {
 	g.Expect(snap.Status).To(Equal(opsv1.PhaseProvisioning))
 	list, err := reg.ListOperations(ctx)
 	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(list).To(ContainElements(HaveField("ID", good), HaveField("ID", "poison-spec"), HaveField("ID", tainted)))
+	g.Expect(list).To(ContainElements(HaveField("ID", good), HaveField("ID", poisonOpName), HaveField("ID", tainted)))
 	fresh := opsclient.NewFromClient(agent, ns, clock.RealClock{})
 	t.Cleanup(fresh.Close)
 	freshReg, err := fresh.OpsLifecycleRegistry(ctx, session)
@@ -349,8 +372,8 @@ func TestPoisonObjectsDoNotHaltTheManager(t *testing.T) {
 	// Once, not in a loop: a moment later each is still a single event,
 	// never repeated (a repeat would be counted in its series).
 	time.Sleep(time.Second)
-	for _, name := range []string{"poison-spec", "poison-session"} {
-		evs := warnings(ctx, ns, name, "MalformedSpec")()
+	for _, name := range []string{poisonOpName, poisonSessionName} {
+		evs := warnings(ctx, ns, name, reasonMalformedSpec)()
 		g.Expect(evs).To(HaveLen(1), "MalformedSpec events on %s", name)
 		g.Expect(evs[0].Series).To(BeNil(), "the MalformedSpec event on %s was repeated", name)
 	}

@@ -137,6 +137,7 @@ func TestFinishedStatusIsSealed(t *testing.T) {
 	g.Eventually(phaseOf(ctx, ns, rejected.Name)).Should(Equal(opsv1.PhaseRejected))
 
 	later := `"` + time.Now().Add(time.Hour).UTC().Format("2006-01-02T15:04:05.000000Z") + `"`
+	const progressSealed = "status.progress cannot change"
 	completed := &opsv1.Operation{ObjectMeta: metav1.ObjectMeta{Name: done, Namespace: ns}}
 	cases := []struct {
 		name string
@@ -148,15 +149,15 @@ func TestFinishedStatusIsSealed(t *testing.T) {
 		{"remove /status", completed, types.JSONPatchType, `[{"op":"remove","path":"/status"}]`, "status cannot be removed: the operation is Completed"},
 		{"status: null", completed, types.MergePatchType, `{"status":null}`, "status cannot be removed: the operation is Completed"},
 		{"phase removed", completed, types.JSONPatchType, `[{"op":"remove","path":"/status/phase"}]`, "Completed is final"},
-		{"startedAt", completed, types.MergePatchType, `{"status":{"startedAt":` + later + `}}`, "status.startedAt cannot change: the operation is Completed"},
-		{"createdAt", completed, types.MergePatchType, `{"status":{"createdAt":` + later + `}}`, "status.createdAt cannot change"},
-		{"admittedAt", completed, types.MergePatchType, `{"status":{"admittedAt":` + later + `}}`, "status.admittedAt cannot change"},
-		{"lastHeartbeatTime", completed, types.MergePatchType, `{"status":{"lastHeartbeatTime":` + later + `}}`, "status.lastHeartbeatTime cannot change"},
-		{"progress count", completed, types.MergePatchType, `{"status":{"progress":{"count":99}}}`, "status.progress cannot change"},
-		{"progress message", completed, types.MergePatchType, `{"status":{"progress":{"message":"rewritten"}}}`, "status.progress cannot change"},
-		{"progress percent", completed, types.MergePatchType, `{"status":{"progress":{"percent":1}}}`, "status.progress cannot change"},
-		{"peerReady", completed, types.MergePatchType, `{"status":{"peerReady":true}}`, "status.peerReady cannot change"},
-		{"peerHandle", completed, types.MergePatchType, `{"status":{"peerReady":true,"peerHandle":{"peerName":"p","trustedPeer":{"name":"p","peerID":"x","address":"inproc://p"}}}}`, "status.peerHandle cannot change"},
+		{"startedAt changed", completed, types.MergePatchType, `{"status":{"startedAt":` + later + `}}`, "status.startedAt cannot change: the operation is Completed"},
+		{"createdAt changed", completed, types.MergePatchType, `{"status":{"createdAt":` + later + `}}`, "status.createdAt cannot change"},
+		{"admittedAt changed", completed, types.MergePatchType, `{"status":{"admittedAt":` + later + `}}`, "status.admittedAt cannot change"},
+		{"lastHeartbeatTime changed", completed, types.MergePatchType, `{"status":{"lastHeartbeatTime":` + later + `}}`, "status.lastHeartbeatTime cannot change"},
+		{"progress count changed", completed, types.MergePatchType, `{"status":{"progress":{"count":99}}}`, progressSealed},
+		{"progress message changed", completed, types.MergePatchType, `{"status":{"progress":{"message":"rewritten"}}}`, progressSealed},
+		{"progress percent changed", completed, types.MergePatchType, `{"status":{"progress":{"percent":1}}}`, progressSealed},
+		{"peerReady set", completed, types.MergePatchType, `{"status":{"peerReady":true}}`, "status.peerReady cannot change"},
+		{"peerHandle set", completed, types.MergePatchType, `{"status":{"peerReady":true,"peerHandle":{"peerName":"p","trustedPeer":{"name":"p","peerID":"x","address":"inproc://p"}}}}`, "status.peerHandle cannot change"},
 		{"rejection of a Rejected operation", rejected, types.MergePatchType, `{"status":{"rejection":{"reason":"OwnerTerminated"}}}`, "status.rejection cannot change: the operation is Rejected"},
 		{"remove a Rejected status", rejected, types.JSONPatchType, `[{"op":"remove","path":"/status"}]`, "status cannot be removed: the operation is Rejected"},
 	}
@@ -242,10 +243,10 @@ func TestSessionLimitsAndStatusBelongToPeopleAndTheController(t *testing.T) {
 	}).Should(ContainElement(opsv1.FinalizerTerminate))
 
 	for name, body := range map[string]string{
-		"maxConcurrent":    `{"spec":{"maxConcurrent":1000}}`,
-		"maxCompleted":     `{"spec":{"maxCompleted":0}}`,
-		"admissionPolicy":  `{"spec":{"admissionPolicy":"Queue"}}`,
-		"heartbeatTimeout": `{"spec":{"heartbeatTimeout":"1h"}}`,
+		"maxConcurrent":   `{"spec":{"maxConcurrent":1000}}`,
+		"maxCompleted":    `{"spec":{"maxCompleted":0}}`,
+		"admissionPolicy": `{"spec":{"admissionPolicy":"Queue"}}`,
+		heartbeatTimeout:  `{"spec":{"heartbeatTimeout":"1h"}}`,
 	} {
 		err := agent.Patch(ctx, s.DeepCopy(), client.RawPatch(types.MergePatchType, []byte(body)))
 		g.Expect(apierrors.IsForbidden(err)).To(BeTrue(), "%s: got %v", name, err)

@@ -29,7 +29,7 @@ func TestRoleTableInReadme(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { os.Remove(path) })
+		t.Cleanup(func() { _ = os.Remove(path) }) // best-effort cleanup of a temp file
 		kubeconfigs[name] = path
 	}
 
@@ -56,7 +56,7 @@ func TestRoleTableInReadme(t *testing.T) {
 
 func canI(ctx context.Context, t *testing.T, kubeconfig, ns string, args []string) string {
 	t.Helper()
-	cmd := exec.CommandContext(ctx, kubectl, append([]string{"--kubeconfig", kubeconfig, "-n", ns, "auth", "can-i"}, args...)...)
+	cmd := exec.CommandContext(ctx, kubectl, withKubeconfig(kubeconfig, append([]string{"-n", ns, "auth", "can-i"}, args...)...)...)
 	out, err := cmd.Output()
 	answer := strings.TrimSpace(string(out))
 	if _, exit := err.(*exec.ExitError); err != nil && !exit {
@@ -73,7 +73,7 @@ func readRoleTable(t *testing.T) (header []string, rows [][]string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read only: a close error loses nothing
 	in := false
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {

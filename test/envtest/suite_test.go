@@ -4,6 +4,7 @@ package envtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -70,12 +71,12 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer os.Remove(kubeconf)
+	defer func() { _ = os.Remove(kubeconf) }() // best-effort cleanup of a temp file
 	if agentKubeconf, err = writeKubeconfig(controlplane.Agent, "kubectl-agent"); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer os.Remove(agentKubeconf)
+	defer func() { _ = os.Remove(agentKubeconf) }() // best-effort cleanup of a temp file
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -96,7 +97,11 @@ func run(m *testing.M) int {
 	go func() { done <- mgr.Start(ctx) }()
 	defer func() {
 		cancel()
-		<-done
+		// The tests are over; an error stopping the manager is worth
+		// seeing but changes no result.
+		if err := <-done; err != nil {
+			fmt.Fprintln(os.Stderr, "manager:", err)
+		}
 	}()
 	if err := warmUp(); err != nil {
 		fmt.Fprintf(os.Stderr, "warm-up: %v\n", err)
@@ -186,7 +191,6 @@ func writeKubeconfig(p controlplane.Persona, user string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	defer f.Close()
 	_, err = f.Write(kc)
-	return f.Name(), err
+	return f.Name(), errors.Join(err, f.Close())
 }

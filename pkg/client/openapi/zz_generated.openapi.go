@@ -125,7 +125,6 @@ func schema_meerkat_ops_ops_operator_api_v1alpha1_LedgerEntry(ref common.Referen
 					"name": {
 						SchemaProps: spec.SchemaProps{
 							Description: "name is the Operation's name.",
-							Default:     "",
 							Type:        []string{"string"},
 							Format:      "",
 						},
@@ -168,18 +167,21 @@ func schema_meerkat_ops_ops_operator_api_v1alpha1_Operation(ref common.Reference
 					},
 					"metadata": {
 						SchemaProps: spec.SchemaProps{
-							Default: map[string]interface{}{},
-							Ref:     ref(v1.ObjectMeta{}.OpenAPIModelName()),
+							Description: "metadata is the standard object metadata.",
+							Default:     map[string]interface{}{},
+							Ref:         ref(v1.ObjectMeta{}.OpenAPIModelName()),
 						},
 					},
 					"spec": {
 						SchemaProps: spec.SchemaProps{
-							Ref: ref("github.com/meerkat-ops/ops-operator/api/v1alpha1.OperationSpec"),
+							Description: "spec is what an agent or a user declares about the operation: its identity (immutable) and control requests (write-once).",
+							Ref:         ref("github.com/meerkat-ops/ops-operator/api/v1alpha1.OperationSpec"),
 						},
 					},
 					"status": {
 						SchemaProps: spec.SchemaProps{
-							Ref: ref("github.com/meerkat-ops/ops-operator/api/v1alpha1.OperationStatus"),
+							Description: "status is the operation's lifecycle, written by the agent through the status subresource and by the controller; the API server enforces the transition table of docs/lifecycle.md. Once the phase is final the status is sealed: only conditions and observedGeneration change.",
+							Ref:         ref("github.com/meerkat-ops/ops-operator/api/v1alpha1.OperationStatus"),
 						},
 					},
 				},
@@ -290,7 +292,6 @@ func schema_meerkat_ops_ops_operator_api_v1alpha1_OperationSpec(ref common.Refer
 					"sessionName": {
 						SchemaProps: spec.SchemaProps{
 							Description: "sessionName is the OpsSession, in the same namespace, that owns this operation.",
-							Default:     "",
 							Type:        []string{"string"},
 							Format:      "",
 						},
@@ -298,7 +299,6 @@ func schema_meerkat_ops_ops_operator_api_v1alpha1_OperationSpec(ref common.Refer
 					"kind": {
 						SchemaProps: spec.SchemaProps{
 							Description: "kind is BackgroundToolOp or MobMemberChild.",
-							Default:     "",
 							Type:        []string{"string"},
 							Format:      "",
 						},
@@ -504,19 +504,22 @@ func schema_meerkat_ops_ops_operator_api_v1alpha1_OpsSession(ref common.Referenc
 					},
 					"metadata": {
 						SchemaProps: spec.SchemaProps{
-							Default: map[string]interface{}{},
-							Ref:     ref(v1.ObjectMeta{}.OpenAPIModelName()),
+							Description: "metadata is the standard object metadata.",
+							Default:     map[string]interface{}{},
+							Ref:         ref(v1.ObjectMeta{}.OpenAPIModelName()),
 						},
 					},
 					"spec": {
 						SchemaProps: spec.SchemaProps{
-							Ref: ref("github.com/meerkat-ops/ops-operator/api/v1alpha1.OpsSessionSpec"),
+							Description: "spec holds the session's limits and its termination request.",
+							Ref:         ref("github.com/meerkat-ops/ops-operator/api/v1alpha1.OpsSessionSpec"),
 						},
 					},
 					"status": {
 						SchemaProps: spec.SchemaProps{
-							Default: map[string]interface{}{},
-							Ref:     ref("github.com/meerkat-ops/ops-operator/api/v1alpha1.OpsSessionStatus"),
+							Description: "status is written by the controller only.",
+							Default:     map[string]interface{}{},
+							Ref:         ref("github.com/meerkat-ops/ops-operator/api/v1alpha1.OpsSessionStatus"),
 						},
 					},
 				},
@@ -724,7 +727,6 @@ func schema_meerkat_ops_ops_operator_api_v1alpha1_PeerHandle(ref common.Referenc
 					"peerName": {
 						SchemaProps: spec.SchemaProps{
 							Description: "peerName is the member's peer name.",
-							Default:     "",
 							Type:        []string{"string"},
 							Format:      "",
 						},
@@ -789,7 +791,6 @@ func schema_meerkat_ops_ops_operator_api_v1alpha1_Rejection(ref common.Reference
 					"reason": {
 						SchemaProps: spec.SchemaProps{
 							Description: "reason is why the operation was refused.",
-							Default:     "",
 							Type:        []string{"string"},
 							Format:      "",
 						},
@@ -825,7 +826,6 @@ func schema_meerkat_ops_ops_operator_api_v1alpha1_TerminalOutcome(ref common.Ref
 					"type": {
 						SchemaProps: spec.SchemaProps{
 							Description: "type is the kind of outcome; it equals the terminal phase. The field's type carries every phase as its enum (the type's marker wins over a field's), so this rule names the six that may be an outcome.",
-							Default:     "",
 							Type:        []string{"string"},
 							Format:      "",
 						},
@@ -869,7 +869,6 @@ func schema_meerkat_ops_ops_operator_api_v1alpha1_Termination(ref common.Referen
 					"reason": {
 						SchemaProps: spec.SchemaProps{
 							Description: "reason is recorded in every terminated operation's outcome.",
-							Default:     "",
 							Type:        []string{"string"},
 							Format:      "",
 						},
@@ -891,7 +890,6 @@ func schema_meerkat_ops_ops_operator_api_v1alpha1_TrustedPeer(ref common.Referen
 					"name": {
 						SchemaProps: spec.SchemaProps{
 							Description: "name is the peer's name.",
-							Default:     "",
 							Type:        []string{"string"},
 							Format:      "",
 						},
@@ -899,7 +897,6 @@ func schema_meerkat_ops_ops_operator_api_v1alpha1_TrustedPeer(ref common.Referen
 					"peerID": {
 						SchemaProps: spec.SchemaProps{
 							Description: "peerID is the peer's identity.",
-							Default:     "",
 							Type:        []string{"string"},
 							Format:      "",
 						},
@@ -907,7 +904,6 @@ func schema_meerkat_ops_ops_operator_api_v1alpha1_TrustedPeer(ref common.Referen
 					"address": {
 						SchemaProps: spec.SchemaProps{
 							Description: "address is where the peer listens, such as inproc://name.",
-							Default:     "",
 							Type:        []string{"string"},
 							Format:      "",
 						},

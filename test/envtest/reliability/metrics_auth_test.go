@@ -130,7 +130,7 @@ func TestMetricsAuth(t *testing.T) {
 	// happens (and the registry is process-global, so an earlier test may
 	// have filled some already): register an operation in this namespace and
 	// wait for its admission to be counted under this namespace's label.
-	reg, _ := newSession(ctx, t, ns, "metrics", opsv1.OpsSessionSpec{MaxCompleted: ptr.To[int32](10)})
+	reg := newSession(ctx, t, ns, "metrics", opsv1.OpsSessionSpec{MaxCompleted: ptr.To[int32](10)})
 	if err := reg.RegisterOperation(ctx, opsclient.OperationSpec{
 		ID: opsclient.NewOperationID(), Kind: opsv1.BackgroundToolOp, DisplayName: "scraped"}); err != nil {
 		t.Fatal(err)

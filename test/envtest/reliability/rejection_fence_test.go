@@ -491,7 +491,7 @@ func TestRejectionsAreFounded(t *testing.T) {
 func runFenceRound(ctx context.Context, t *testing.T, r fenceRound, kill, replace func()) fenceFigures {
 	t.Helper()
 	ns := newNamespace(t)
-	reg, _ := newSession(ctx, t, ns, "fence", opsv1.OpsSessionSpec{
+	reg := newSession(ctx, t, ns, "fence", opsv1.OpsSessionSpec{
 		MaxConcurrent: ptr.To[int32](queueOf5), MaxCompleted: ptr.To[int32](1000), AdmissionPolicy: opsv1.AdmissionReject,
 	})
 	obs := watchFence(ctx, t, ns, queueOf5, r.ops)

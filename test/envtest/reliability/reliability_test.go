@@ -31,7 +31,7 @@ func queueSession(limit int32) opsv1.OpsSessionSpec {
 func TestRacingCreatesTwoManagers(t *testing.T) {
 	g, ctx := NewWithT(t), testContext(t)
 	ns := newNamespace(t)
-	reg, _ := newSession(ctx, t, ns, "race", queueSession(queueOf5))
+	reg := newSession(ctx, t, ns, "race", queueSession(queueOf5))
 	obs := observe(ctx, t, ns)
 	errs := make(chan error, 1000)
 	agents(ctx, 8, reg, obs, errs)
@@ -57,7 +57,7 @@ func TestRacingCreatesTwoManagers(t *testing.T) {
 func TestManagerRestartMidBurst(t *testing.T) {
 	g, ctx := NewWithT(t), testContext(t)
 	ns := newNamespace(t)
-	reg, _ := newSession(ctx, t, ns, "burst", queueSession(queueOf5))
+	reg := newSession(ctx, t, ns, "burst", queueSession(queueOf5))
 	obs := observe(ctx, t, ns)
 	errs := make(chan error, 1000)
 	agents(ctx, 4, reg, obs, errs)
@@ -103,7 +103,7 @@ func TestEightCollectorsRace(t *testing.T) {
 	ns := newNamespace(t)
 	mgr := startManager(t)
 	defer mgr.stop(t)
-	reg, _ := newSession(ctx, t, ns, "collect", opsv1.OpsSessionSpec{})
+	reg := newSession(ctx, t, ns, "collect", opsv1.OpsSessionSpec{})
 
 	const n = 60
 	for i := range n {
@@ -144,8 +144,8 @@ func TestRetentionAfterRestart(t *testing.T) {
 	g, ctx := NewWithT(t), testContext(t)
 	ns := newNamespace(t)
 	mgr := startManager(t)
-	reg, _ := newSession(ctx, t, ns, "keep", opsv1.OpsSessionSpec{MaxCompleted: ptr.To[int32](20)})
-	var ids []string
+	reg := newSession(ctx, t, ns, "keep", opsv1.OpsSessionSpec{MaxCompleted: ptr.To[int32](20)})
+	ids := make([]string, 0, 20)
 	for i := range 20 {
 		id := fmt.Sprintf("k-%03d", i)
 		g.Expect(reg.RegisterOperation(ctx, opsclient.OperationSpec{ID: id, Kind: opsv1.BackgroundToolOp})).To(Succeed())
@@ -167,7 +167,7 @@ func TestRetentionAfterRestart(t *testing.T) {
 	defer mgr.stop(t)
 	g.Eventually(func() []string {
 		l, _ := reg.ListOperations(ctx)
-		var names []string
+		names := make([]string, 0, len(l))
 		for _, s := range l {
 			names = append(names, s.ID)
 		}
@@ -186,7 +186,7 @@ func TestTerminateSessionMixedPhases(t *testing.T) {
 	ns := newNamespace(t)
 	mgr := startManager(t)
 	defer mgr.stop(t)
-	reg, _ := newSession(ctx, t, ns, "mixed", queueSession(40))
+	reg := newSession(ctx, t, ns, "mixed", queueSession(40))
 	createOps(ctx, t, ns, "mixed", 50, 8)
 
 	var admitted []string
@@ -277,7 +277,7 @@ func TestDeadlineAfterRestart(t *testing.T) {
 	g, ctx := NewWithT(t), testContext(t)
 	ns := newNamespace(t)
 	mgr := startManager(t)
-	reg, _ := newSession(ctx, t, ns, "deadline", opsv1.OpsSessionSpec{})
+	reg := newSession(ctx, t, ns, "deadline", opsv1.OpsSessionSpec{})
 	g.Expect(reg.RegisterOperation(ctx, opsclient.OperationSpec{ID: "slow", Kind: opsv1.BackgroundToolOp, ProvisioningTimeout: 3 * time.Second})).To(Succeed())
 	mgr.stop(t)
 	w, err := reg.RegisterWatcher(ctx, "slow")

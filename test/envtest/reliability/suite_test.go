@@ -242,7 +242,9 @@ func agents(ctx context.Context, n int, reg *opsclient.Registry, o *observer, er
 	}
 }
 
-func newSession(ctx context.Context, t *testing.T, ns, name string, spec opsv1.OpsSessionSpec) (*opsclient.Registry, *opsclient.Runtime) {
+// newSession creates session name in ns as the editor and returns an
+// agent's registry for it (its runtime closes when the test ends).
+func newSession(ctx context.Context, t *testing.T, ns, name string, spec opsv1.OpsSessionSpec) *opsclient.Registry {
 	t.Helper()
 	s := &opsv1.OpsSession{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Spec: spec}
 	if err := k8s.Create(ctx, s); err != nil {
@@ -254,7 +256,7 @@ func newSession(ctx context.Context, t *testing.T, ns, name string, spec opsv1.O
 	if err != nil {
 		t.Fatal(err)
 	}
-	return reg, rt
+	return reg
 }
 
 // createOps creates n Operations with `workers` goroutines, as fast as they go.

@@ -36,6 +36,10 @@ func Assets() string {
 	return filepath.Join(Root(), "bin")
 }
 
+// warmUp names the namespace, OpsSession and Operation of Start's first
+// writes.
+const warmUp = "warm-up"
+
 // Start starts the control plane with the CRDs, the admission policy and
 // the shipped roles installed (internal/controlplane), an admin client for
 // setting up test namespaces, and takes the API server's first-write stall on
@@ -60,10 +64,10 @@ func Start() (*envtest.Environment, *rest.Config, client.WithWatch, error) {
 		return nil, nil, nil, err
 	}
 	// The API server stalls the first write to a just-created CRD; take it here.
-	_ = c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "warm-up"}})
-	_ = c.Create(ctx, &opsv1.OpsSession{ObjectMeta: metav1.ObjectMeta{Name: "warm-up", Namespace: "warm-up"}})
-	if err := c.Create(ctx, &opsv1.Operation{ObjectMeta: metav1.ObjectMeta{Name: "warm-up", Namespace: "warm-up"},
-		Spec: opsv1.OperationSpec{SessionName: "warm-up", Kind: opsv1.BackgroundToolOp}}); err != nil {
+	_ = c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: warmUp}})
+	_ = c.Create(ctx, &opsv1.OpsSession{ObjectMeta: metav1.ObjectMeta{Name: warmUp, Namespace: warmUp}})
+	if err := c.Create(ctx, &opsv1.Operation{ObjectMeta: metav1.ObjectMeta{Name: warmUp, Namespace: warmUp},
+		Spec: opsv1.OperationSpec{SessionName: warmUp, Kind: opsv1.BackgroundToolOp}}); err != nil {
 		_ = env.Stop()
 		return nil, nil, nil, fmt.Errorf("warm-up write: %w", err)
 	}

@@ -41,7 +41,6 @@ var schemaYAML = typed.YAMLObject(`types:
     - name: name
       type:
         scalar: string
-      default: ""
     - name: uid
       type:
         scalar: string
@@ -104,7 +103,6 @@ var schemaYAML = typed.YAMLObject(`types:
     - name: kind
       type:
         scalar: string
-      default: ""
     - name: provisioningTimeout
       type:
         namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Duration
@@ -114,7 +112,6 @@ var schemaYAML = typed.YAMLObject(`types:
     - name: sessionName
       type:
         scalar: string
-      default: ""
     - name: sourceLabel
       type:
         scalar: string
@@ -243,7 +240,6 @@ var schemaYAML = typed.YAMLObject(`types:
     - name: peerName
       type:
         scalar: string
-      default: ""
     - name: trustedPeer
       type:
         namedType: com.github.meerkat-ops.ops-operator.api.v1alpha1.TrustedPeer
@@ -272,7 +268,6 @@ var schemaYAML = typed.YAMLObject(`types:
     - name: reason
       type:
         scalar: string
-      default: ""
 - name: com.github.meerkat-ops.ops-operator.api.v1alpha1.TerminalOutcome
   map:
     fields:
@@ -288,29 +283,24 @@ var schemaYAML = typed.YAMLObject(`types:
     - name: type
       type:
         scalar: string
-      default: ""
 - name: com.github.meerkat-ops.ops-operator.api.v1alpha1.Termination
   map:
     fields:
     - name: reason
       type:
         scalar: string
-      default: ""
 - name: com.github.meerkat-ops.ops-operator.api.v1alpha1.TrustedPeer
   map:
     fields:
     - name: address
       type:
         scalar: string
-      default: ""
     - name: name
       type:
         scalar: string
-      default: ""
     - name: peerID
       type:
         scalar: string
-      default: ""
 - name: io.k8s.apimachinery.pkg.apis.meta.v1.Condition
   map:
     fields:

@@ -30,10 +30,17 @@ import (
 // on each request refuses a change); once the operation is final a GitOps
 // tool may remove it from Git (and so from the spec), and the outcome stays.
 type OperationApplyConfiguration struct {
-	v1.TypeMetaApplyConfiguration    `json:""`
+	v1.TypeMetaApplyConfiguration `json:""`
+	// metadata is the standard object metadata.
 	*v1.ObjectMetaApplyConfiguration `json:"metadata,omitempty"`
-	Spec                             *OperationSpecApplyConfiguration   `json:"spec,omitempty"`
-	Status                           *OperationStatusApplyConfiguration `json:"status,omitempty"`
+	// spec is what an agent or a user declares about the operation: its
+	// identity (immutable) and control requests (write-once).
+	Spec *OperationSpecApplyConfiguration `json:"spec,omitempty"`
+	// status is the operation's lifecycle, written by the agent through the
+	// status subresource and by the controller; the API server enforces the
+	// transition table of docs/lifecycle.md. Once the phase is final the
+	// status is sealed: only conditions and observedGeneration change.
+	Status *OperationStatusApplyConfiguration `json:"status,omitempty"`
 }
 
 // Operation constructs a declarative configuration of the Operation type for use with

@@ -22,10 +22,13 @@ import (
 //
 // OpsSession is one session's operation registry and its limits.
 type OpsSessionApplyConfiguration struct {
-	v1.TypeMetaApplyConfiguration    `json:""`
+	v1.TypeMetaApplyConfiguration `json:""`
+	// metadata is the standard object metadata.
 	*v1.ObjectMetaApplyConfiguration `json:"metadata,omitempty"`
-	Spec                             *OpsSessionSpecApplyConfiguration   `json:"spec,omitempty"`
-	Status                           *OpsSessionStatusApplyConfiguration `json:"status,omitempty"`
+	// spec holds the session's limits and its termination request.
+	Spec *OpsSessionSpecApplyConfiguration `json:"spec,omitempty"`
+	// status is written by the controller only.
+	Status *OpsSessionStatusApplyConfiguration `json:"status,omitempty"`
 }
 
 // OpsSession constructs a declarative configuration of the OpsSession type for use with

@@ -61,7 +61,7 @@ fmt-check: ## Fail when gofmt would change a Go file.
 	if [ -n "$$files" ]; then echo "gofmt would change these files; run 'make fmt':"; echo "$$files"; exit 1; fi
 
 # The pure packages and unit tests: no control plane, seconds.
-UNIT_PACKAGES := ./api/... ./pkg/lifecycle/... ./pkg/admission/... ./pkg/retention/... ./pkg/health/... ./controllers/... ./internal/plugin/...
+UNIT_PACKAGES := ./api/... ./pkg/lifecycle/... ./pkg/admission/... ./pkg/retention/... ./pkg/health/... ./pkg/opsclient/... ./controllers/... ./internal/plugin/... ./hack/celgen/...
 
 .PHONY: test-unit
 test-unit: ## Run the unit tests of the pure packages only (no control plane).
@@ -86,7 +86,7 @@ helm: ## Build the helm CLI (hack/tools/helm) into bin/helm (skipped when presen
 	hack/build-helm.sh
 
 .PHONY: test
-test: verify vet controlplane helm test-image ## Run every test: unit, fuzz seeds, and the envtest suite.
+test: verify vet lint controlplane helm test-image ## Run every test: lint, unit, fuzz seeds, and the envtest suite.
 	go test $(TEST_FLAGS) ./...
 
 .PHONY: test-image

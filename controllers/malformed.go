@@ -13,7 +13,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	opsv1 "github.com/meerkat-ops/ops-operator/api/v1alpha1"
-	"github.com/meerkat-ops/ops-operator/pkg/lifecycle"
 )
 
 // Objects holding values the Go types cannot decode (see
@@ -80,7 +79,7 @@ func reportMalformed(ctx context.Context, rec recorder.EventRecorder, kind strin
 // malformedNote is the event message, within maxNote; each problem quotes
 // at most 64 characters of its value.
 func malformedNote(problems []string) string {
-	return lifecycle.Truncate("ignored: "+strings.Join(problems, "; "), maxNote)
+	return opsv1.Truncate("ignored: "+strings.Join(problems, "; "), maxNote)
 }
 
 // reportMalformedOperation reports an Operation's undecodable spec and status values.

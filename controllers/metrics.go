@@ -28,6 +28,14 @@ type Metrics struct {
 	seen sync.Map
 }
 
+// The metrics' label names.
+const (
+	labelNamespace = "namespace"
+	labelKind      = "kind"
+	labelPhase     = "phase"
+	labelReason    = "reason"
+)
+
 // NewMetrics registers the metrics with reg. The operations-by-phase gauge
 // counts what the Operation informer delivers to OperationEvents.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
@@ -35,27 +43,27 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		admissions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meerkat_ops_admissions_total", Help: "Operations admitted by their session.",
-		}, []string{"namespace", "kind"}),
+		}, []string{labelNamespace, labelKind}),
 		rejections: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meerkat_ops_rejections_total", Help: "Operations rejected by their session, by reason.",
-		}, []string{"namespace", "kind", "reason"}),
+		}, []string{labelNamespace, labelKind, labelReason}),
 		evictions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meerkat_ops_evictions_total", Help: "Finished operations deleted by retention.",
-		}, []string{"namespace", "kind"}),
+		}, []string{labelNamespace, labelKind}),
 		terminated: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meerkat_ops_terminations_total", Help: "Operations terminated with their session.",
-		}, []string{"namespace", "kind"}),
+		}, []string{labelNamespace, labelKind}),
 		timeouts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meerkat_ops_timeouts_total", Help: "Operations failed by a provisioning or heartbeat deadline.",
-		}, []string{"namespace", "kind"}),
+		}, []string{labelNamespace, labelKind}),
 		admitWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "meerkat_ops_admission_wait_seconds", Help: "Time from registration to admission.", Buckets: buckets,
-		}, []string{"namespace", "kind"}),
+		}, []string{labelNamespace, labelKind}),
 		toTerminal: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "meerkat_ops_time_to_terminal_seconds", Help: "Time from registration to a terminal phase.", Buckets: buckets,
-		}, []string{"namespace", "kind", "phase"}),
+		}, []string{labelNamespace, labelKind, labelPhase}),
 		byPhaseDesc: prometheus.NewDesc("meerkat_ops_operations",
-			"Operations by namespace, kind and phase, from the manager's cache.", []string{"namespace", "kind", "phase"}, nil),
+			"Operations by namespace, kind and phase, from the manager's cache.", []string{labelNamespace, labelKind, labelPhase}, nil),
 	}
 	reg.MustRegister(m.admissions, m.rejections, m.evictions, m.terminated, m.timeouts, m.admitWait, m.toTerminal, m)
 	return m

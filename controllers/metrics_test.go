@@ -24,13 +24,13 @@ func TestEveryFamilyStartsAtZero(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var names []string
+	names := make([]string, 0, len(families))
 	for _, f := range families {
 		names = append(names, f.GetName())
 		for _, s := range f.GetMetric() {
 			ns := ""
 			for _, l := range s.GetLabel() {
-				if l.GetName() == "namespace" {
+				if l.GetName() == labelNamespace {
 					ns = l.GetValue()
 				}
 			}

@@ -75,26 +75,14 @@ func (r *OpsSessionReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	}
 	reportMalformedSession(ctx, r.Recorder, sess) // undecodable default timeouts: logged and sent as an event once
 	deleting := !sess.DeletionTimestamp.IsZero()
-	if !deleting && !controllerutil.ContainsFinalizer(sess, opsv1.FinalizerTerminate) {
-		if err := r.patchFinalizers(ctx, sess, controllerutil.AddFinalizer); err != nil {
+	if !deleting {
+		if err := r.ensureFinalizer(ctx, sess); err != nil {
 			return requeueOnConflict(err)
 		}
 	}
 
 	now := r.Clock.Now()
-	ops, err := r.operations(ctx, sess, now)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
-	gone, err := r.confirmGone(ctx, sess, ops)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
-	terminationDone := meta.IsStatusConditionTrue(sess.Status.Conditions, opsv1.ConditionTerminated)
-	plan := admission.Decide(admission.Input{Session: sess, Ops: ops, Gone: gone, TerminationDone: terminationDone})
-	// Rejections are final: a plan that rejects is decided again on a live
-	// view, as an admission is fenced by the ledger (see reject_fence.go).
-	plan, repass, err := r.fenceRejections(ctx, sess, plan, ops)
+	ops, plan, repass, err := r.decide(ctx, sess, now)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -103,36 +91,14 @@ func (r *OpsSessionReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	// The ledger is the fence: it must be stored, with optimistic locking,
 	// before any operation is marked admitted. A stale cache or a second
 	// controller fails here with a conflict instead of over-admitting.
-	admitting := len(plan.Admit) > 0
-	if admitting && plan.LedgerChanged {
+	ledgerFirst := len(plan.Admit) > 0 && plan.LedgerChanged
+	if ledgerFirst {
 		if err := r.writeStatus(ctx, sess, plan, false, now); err != nil {
 			return requeueOnConflict(err)
 		}
 	}
-	// Admissions and evictions are the steady flow: they are counted in
-	// metrics and in the session's counts, not sent as events.
-	for _, op := range plan.Admit {
-		w.apply(ctx, op, lifecycle.Admit, lifecycle.Args{})
-	}
-	for _, rj := range plan.Reject {
-		rej := rj.Rejection
-		if done := w.apply(ctx, rj.Op, lifecycle.Reject, lifecycle.Args{Rejection: &rej}); done != nil {
-			w.event(done, corev1.EventTypeWarning, opsv1.EventReasonRejected, "%s", lifecycle.RejectionMessage(done))
-		}
-	}
 	reason := admission.TerminationReason(sess)
-	for _, op := range plan.Terminate {
-		if w.apply(ctx, op, lifecycle.TerminateOwner, lifecycle.Args{Reason: &reason}) != nil {
-			w.note(opsv1.EventReasonTerminated, op.Name)
-		}
-	}
-	for _, op := range plan.Queue {
-		w.queue(ctx, op, plan.Limit)
-	}
-	// Retention runs after every outcome above is stored.
-	for _, op := range retention.Evict(ops, sess.Spec.MaxCompleted) {
-		w.evict(ctx, op)
-	}
+	applyPlan(ctx, w, sess, plan, ops, reason)
 	digestDue := r.emitDigests(sess, w.batch, map[string]string{
 		opsv1.EventReasonTerminated: " (" + reason + ")",
 		opsv1.EventReasonQueued:     fmt.Sprintf(" (maxConcurrent %d)", plan.Limit),
@@ -147,18 +113,92 @@ func (r *OpsSessionReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		return r.finishDeletion(ctx, sess, ops, w.failed)
 	}
 	terminated := sess.Spec.Termination != nil && !w.failed
-	res := ctrl.Result{RequeueAfter: digestDue}
-	if w.failed {
-		// A conflict means the cache was behind; the watch event that moves
-		// it forward queues this session again, but do not rely on it alone.
-		res.RequeueAfter = conflictBackoff
-	}
-	if repass && (res.RequeueAfter == 0 || fenceRepass < res.RequeueAfter) {
-		res.RequeueAfter = fenceRepass // rejections were withheld
-	}
-	if admitting && plan.LedgerChanged {
+	res := ctrl.Result{RequeueAfter: requeueAfter(digestDue, w.failed, repass)}
+	if ledgerFirst {
 		return res, nil // the status was written above
 	}
+	return r.writeStatusIfDue(ctx, sess, plan, terminated, now, res)
+}
+
+// ensureFinalizer adds the finalizer to a session that lacks it.
+func (r *OpsSessionReconciler) ensureFinalizer(ctx context.Context, sess *opsv1.OpsSession) error {
+	if controllerutil.ContainsFinalizer(sess, opsv1.FinalizerTerminate) {
+		return nil
+	}
+	return r.patchFinalizers(ctx, sess, controllerutil.AddFinalizer)
+}
+
+// decide observes the session's operations (from the cache, and around it
+// for the ledger entries the cache does not hold) and plans what to do with
+// them. repass reports rejections the fence withheld for another pass.
+func (r *OpsSessionReconciler) decide(ctx context.Context, sess *opsv1.OpsSession, now time.Time) (ops []*opsv1.Operation, plan admission.Plan, repass bool, err error) {
+	ops, err = r.operations(ctx, sess, now)
+	if err != nil {
+		return nil, plan, false, err
+	}
+	gone, err := r.confirmGone(ctx, sess, ops)
+	if err != nil {
+		return nil, plan, false, err
+	}
+	terminationDone := meta.IsStatusConditionTrue(sess.Status.Conditions, opsv1.ConditionTerminated)
+	plan = admission.Decide(admission.Input{Session: sess, Ops: ops, Gone: gone, TerminationDone: terminationDone})
+	// Rejections are final: a plan that rejects is decided again on a live
+	// view, as an admission is fenced by the ledger (see reject_fence.go).
+	plan, repass, err = r.fenceRejections(ctx, sess, plan, ops)
+	if err != nil {
+		return nil, plan, false, err
+	}
+	return ops, plan, repass, nil
+}
+
+// applyPlan writes the plan's outcomes to the operations, through w:
+// admissions, rejections, terminations (for reason) and queueing, then
+// retention's evictions.
+func applyPlan(ctx context.Context, w *writer, sess *opsv1.OpsSession, plan admission.Plan, ops []*opsv1.Operation, reason string) {
+	// Admissions and evictions are the steady flow: they are counted in
+	// metrics and in the session's counts, not sent as events.
+	for _, op := range plan.Admit {
+		w.apply(ctx, op, lifecycle.Admit, lifecycle.Args{})
+	}
+	for _, rj := range plan.Reject {
+		rej := rj.Rejection
+		if done := w.apply(ctx, rj.Op, lifecycle.Reject, lifecycle.Args{Rejection: &rej}); done != nil {
+			w.event(done, corev1.EventTypeWarning, opsv1.EventReasonRejected, "%s", lifecycle.RejectionMessage(done))
+		}
+	}
+	for _, op := range plan.Terminate {
+		if w.apply(ctx, op, lifecycle.TerminateOwner, lifecycle.Args{Reason: &reason}) != nil {
+			w.note(opsv1.EventReasonTerminated, op.Name)
+		}
+	}
+	for _, op := range plan.Queue {
+		w.queue(ctx, op, plan.Limit)
+	}
+	// Retention runs after every outcome above is stored.
+	for _, op := range retention.Evict(ops, sess.Spec.MaxCompleted) {
+		w.evict(ctx, op)
+	}
+}
+
+// requeueAfter is when to look at the session again, its status write
+// aside: when the next digest is due, soon after a failed write, sooner
+// still when the fence withheld rejections.
+func requeueAfter(digestDue time.Duration, failed, repass bool) time.Duration {
+	after := digestDue
+	if failed {
+		// A conflict means the cache was behind; the watch event that moves
+		// it forward queues this session again, but do not rely on it alone.
+		after = conflictBackoff
+	}
+	if repass && (after == 0 || fenceRepass < after) {
+		after = fenceRepass // rejections were withheld
+	}
+	return after
+}
+
+// writeStatusIfDue writes the session's status if it is due now, or else
+// requeues res no later than when it will be.
+func (r *OpsSessionReconciler) writeStatusIfDue(ctx context.Context, sess *opsv1.OpsSession, plan admission.Plan, terminated bool, now time.Time, res ctrl.Result) (ctrl.Result, error) {
 	switch due := r.statusDue(sess, plan, terminated, now); {
 	case due == 0:
 		if err := r.writeStatus(ctx, sess, plan, terminated, now); err != nil {

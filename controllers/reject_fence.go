@@ -63,7 +63,8 @@ var notActive = func() []string {
 // metadata only, filtered by the API server on the selectable fields
 // spec.sessionName and status.phase.
 func (r *OpsSessionReconciler) activeLive(ctx context.Context, sess *opsv1.OpsSession, limit int) (int, error) {
-	sel := []fields.Selector{fields.OneTermEqualSelector(SessionNameField, sess.Name)}
+	sel := make([]fields.Selector, 0, 1+len(notActive))
+	sel = append(sel, fields.OneTermEqualSelector(SessionNameField, sess.Name))
 	for _, p := range notActive {
 		sel = append(sel, fields.OneTermNotEqualSelector("status.phase", p))
 	}

@@ -126,7 +126,7 @@ func (w *writer) refuse(op *opsv1.Operation, doing string, err error) {
 	if w.refused == nil {
 		w.refused = fmt.Errorf("%s operation %s: %w", doing, op.Name, err)
 	}
-	w.event(op, corev1.EventTypeWarning, opsv1.EventReasonWriteRefused, "%s", lifecycle.Truncate(err.Error(), maxNote))
+	w.event(op, corev1.EventTypeWarning, opsv1.EventReasonWriteRefused, "%s", opsv1.Truncate(err.Error(), maxNote))
 }
 
 // maxNote is the most bytes an event's note may hold.

@@ -177,10 +177,4 @@ func parseLenientTime(s string) (time.Time, bool) {
 func quote(s string) string { return strconv.Quote(clip(s)) }
 
 // clip keeps a reported value short: it goes into events and logs.
-func clip(s string) string {
-	const maxLen = 64
-	if len(s) <= maxLen {
-		return s
-	}
-	return strings.ToValidUTF8(s[:maxLen], "") + "..."
-}
+func clip(s string) string { return Truncate(s, 67) }

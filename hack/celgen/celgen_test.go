@@ -69,38 +69,38 @@ func TestTableChangeChangesRules(t *testing.T) {
 					opsv1.PhaseCompleted, opsv1.PhaseFailed, opsv1.PhaseAborted, opsv1.PhaseCancelled, opsv1.PhaseRetired, opsv1.PhaseTerminated,
 				}
 			},
-			wantChanged: []string{"phase-transitions"},
+			wantChanged: []string{rulePhaseTransitions},
 			wantText: map[string]string{
-				"phase-transitions": "oldSelf == 'Retiring' ? ['Completed', 'Failed', 'Aborted', 'Cancelled', 'Retired', 'Terminated'] : []",
+				rulePhaseTransitions: "oldSelf == 'Retiring' ? ['Completed', 'Failed', 'Aborted', 'Cancelled', 'Retired', 'Terminated'] : []",
 			},
 		},
 		"Pending may no longer be cancelled": {
 			change: func(tb *Table) {
 				tb.Successors[opsv1.PhasePending] = []opsv1.OperationPhase{opsv1.PhaseProvisioning, opsv1.PhaseRejected, opsv1.PhaseTerminated}
 			},
-			wantChanged: []string{"status-unset-phase", "phase-transitions", "first-status"},
+			wantChanged: []string{ruleStatusUnsetPhase, rulePhaseTransitions, ruleFirstStatus},
 			wantText: map[string]string{
-				"status-unset-phase": "self.phase in ['Pending', 'Provisioning', 'Rejected', 'Terminated']",
-				"first-status":       "self.status.phase in ['Pending', 'Provisioning', 'Rejected', 'Terminated']",
-				"phase-transitions":  "oldSelf == 'Pending' ? ['Provisioning', 'Rejected', 'Terminated'] : ",
+				ruleStatusUnsetPhase: "self.phase in ['Pending', 'Provisioning', 'Rejected', 'Terminated']",
+				ruleFirstStatus:      "self.status.phase in ['Pending', 'Provisioning', 'Rejected', 'Terminated']",
+				rulePhaseTransitions: "oldSelf == 'Pending' ? ['Provisioning', 'Rejected', 'Terminated'] : ",
 			},
 		},
 		"Retired is no outcome": {
 			change: func(tb *Table) {
 				tb.Terminal = slices.DeleteFunc(slices.Clone(tb.Terminal), func(p opsv1.OperationPhase) bool { return p == opsv1.PhaseRetired })
 			},
-			wantChanged: []string{"outcome-type", "status-outcome"},
+			wantChanged: []string{ruleOutcomeType, ruleStatusOutcome},
 			wantText: map[string]string{
-				"outcome-type":   "(Completed, Failed, Aborted, Cancelled or Terminated)",
-				"status-outcome": "in ['Completed', 'Failed', 'Aborted', 'Cancelled', 'Terminated'] && self.outcome.type",
+				ruleOutcomeType:   "(Completed, Failed, Aborted, Cancelled or Terminated)",
+				ruleStatusOutcome: "in ['Completed', 'Failed', 'Aborted', 'Cancelled', 'Terminated'] && self.outcome.type",
 			},
 		},
 		"another refusal prefix": {
 			change:      func(tb *Table) { tb.Refusal = "refused" },
-			wantChanged: []string{"status-unset-phase", "phase-transitions", "first-status"},
+			wantChanged: []string{ruleStatusUnsetPhase, rulePhaseTransitions, ruleFirstStatus},
 			wantText: map[string]string{
-				"first-status":      `messageExpression="'refused: Pending -> ' + self.status.phase"`,
-				"phase-transitions": `: 'refused: ' + oldSelf + ' -> ' + self"`,
+				ruleFirstStatus:      `messageExpression="'refused: Pending -> ' + self.status.phase"`,
+				rulePhaseTransitions: `: 'refused: ' + oldSelf + ' -> ' + self"`,
 			},
 		},
 	}
@@ -176,18 +176,18 @@ func TestRewriteRefusesBadTags(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := string(src)
-	const tag, marker = "// +celgen:first-status", "// +kubebuilder:validation:XValidation:rule=\"true\"\n"
+	const tag, marker = "// +celgen:" + ruleFirstStatus, "// +kubebuilder:validation:XValidation:rule=\"true\"\n"
 	i := strings.Index(s, tag)
 	if i < 0 {
-		t.Fatal("no first-status tag")
+		t.Fatal("no " + ruleFirstStatus + " tag")
 	}
 	eol := i + strings.Index(s[i:], "\n") + 1 // just past the tag line
 	cases := map[string]struct{ in, wantErr string }{
 		"unknown rule":         {s[:i] + "// +celgen:no-such-rule\n" + marker + s[i:], `no rule named "no-such-rule"`},
-		"tagged twice":         {s[:i] + tag + "\n" + marker + s[i:], `rule "first-status" is tagged twice`},
-		"not above a marker":   {s[:eol] + "// a comment\n" + s[eol:], `the tag of rule "first-status" is not directly above`},
-		"tag on the last line": {"package x\n" + tag, `the tag of rule "first-status" is not directly above`},
-		"a rule without a tag": {strings.Replace(s, tag, "// first-status", 1), "no // +celgen: tag for first-status"},
+		"tagged twice":         {s[:i] + tag + "\n" + marker + s[i:], `rule "` + ruleFirstStatus + `" is tagged twice`},
+		"not above a marker":   {s[:eol] + "// a comment\n" + s[eol:], `the tag of rule "` + ruleFirstStatus + `" is not directly above`},
+		"tag on the last line": {"package x\n" + tag, `the tag of rule "` + ruleFirstStatus + `" is not directly above`},
+		"a rule without a tag": {strings.Replace(s, tag, "// "+ruleFirstStatus, 1), "no // +celgen: tag for " + ruleFirstStatus},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

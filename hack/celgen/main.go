@@ -26,7 +26,9 @@ const defaultFile = "api/v1alpha1/operation_types.go"
 func main() {
 	check := flag.Bool("check", false, "only check that the tagged rules are current; exit 1 if not")
 	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: celgen [-check] [file (default %s; - is stdin with -check)]\n", defaultFile)
+		if _, err := fmt.Fprintf(flag.CommandLine.Output(), "usage: celgen [-check] [file (default %s; - is stdin with -check)]\n", defaultFile); err != nil {
+			return // the output is gone: the flags' defaults could not be written either
+		}
 		flag.PrintDefaults()
 	}
 	flag.Parse()

@@ -10,8 +10,6 @@ import (
 	"net/http"
 	"time"
 
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -23,6 +21,7 @@ import (
 	opsv1 "github.com/meerkat-ops/ops-operator/api/v1alpha1"
 	"github.com/meerkat-ops/ops-operator/controllers"
 	"github.com/meerkat-ops/ops-operator/pkg/lifecycle"
+	"github.com/meerkat-ops/ops-operator/pkg/opsclient"
 	"github.com/meerkat-ops/ops-operator/pkg/retention"
 )
 
@@ -60,18 +59,6 @@ type Options struct {
 	MetricsCertDir  string
 	MetricsCertName string
 	MetricsKeyName  string
-}
-
-// Scheme holds the kinds the manager reads and writes.
-func Scheme() *runtime.Scheme {
-	s := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		panic(err)
-	}
-	if err := opsv1.AddToScheme(s); err != nil {
-		panic(err)
-	}
-	return s
 }
 
 // RateLimit sets cfg's client-side rate limit from --kube-api-qps and
@@ -114,7 +101,7 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	}
 	skip := o.SkipNameValidation
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                        Scheme(),
+		Scheme:                        opsclient.Scheme(),
 		Metrics:                       metricsOptions(o),
 		HealthProbeBindAddress:        o.ProbeAddr,
 		PprofBindAddress:              o.PprofAddr,

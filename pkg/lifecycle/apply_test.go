@@ -3,10 +3,8 @@ package lifecycle_test
 import (
 	"errors"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
-	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -28,7 +26,10 @@ var (
 	applyNow    = tCreation.Add(10 * time.Second)
 )
 
-const testGeneration = 3
+const (
+	testGeneration = 3
+	testSession    = "sess" // spec.sessionName of the operations built here
+)
 
 func ptr[T any](v T) *T { return &v }
 
@@ -71,7 +72,7 @@ func newOp(name string, kind opsv1.OperationKind, phase opsv1.OperationPhase, op
 			CreationTimestamp: metav1.NewTime(tCreation),
 			Annotations:       map[string]string{opsv1.AnnotationCreatedAt: tAnnotation.Format(time.RFC3339Nano)},
 		},
-		Spec: opsv1.OperationSpec{SessionName: "sess", Kind: kind},
+		Spec: opsv1.OperationSpec{SessionName: testSession, Kind: kind},
 	}
 	st := &op.Status
 	st.Phase = phase
@@ -497,16 +498,17 @@ func TestPeerReadyCheckOrder(t *testing.T) {
 					if ready {
 						opts = append(opts, withPeerReady())
 					}
-					op := newOp("op-7", kind, from, opts...)
+					const name = "op-7"
+					op := newOp(name, kind, from, opts...)
 					before := op.DeepCopy()
 					var want error
 					switch {
 					case kind != opsv1.MobMemberChild:
-						want = &lifecycle.PeerNotExpectedError{ID: "op-7"}
+						want = &lifecycle.PeerNotExpectedError{ID: name}
 					case ready:
-						want = &lifecycle.AlreadyPeerReadyError{ID: "op-7"}
+						want = &lifecycle.AlreadyPeerReadyError{ID: name}
 					case from != running && from != retiring:
-						want = &lifecycle.InvalidTransitionError{ID: "op-7", Status: norm(from), Action: "peer_ready"}
+						want = &lifecycle.InvalidTransitionError{ID: name, Status: norm(from), Action: "peer_ready"}
 					}
 					err := lifecycle.Apply(op, lifecycle.PeerReady, fullArgs(), applyNow)
 					if diff := cmp.Diff(want, err); diff != "" {
@@ -594,11 +596,11 @@ func TestErrorsIsAndAs(t *testing.T) {
 			},
 		},
 		"InvalidTransition": {
-			err:      &lifecycle.InvalidTransitionError{ID: "x", Status: running, Action: "admit"},
+			err:      &lifecycle.InvalidTransitionError{ID: "x", Status: running, Action: lifecycle.Admit.Action()},
 			sentinel: lifecycle.ErrInvalidTransition, msg: "invalid lifecycle transition for x: Running -> admit",
 			as: func(t *testing.T, err error) {
 				var e *lifecycle.InvalidTransitionError
-				if !errors.As(err, &e) || e.ID != "x" || e.Status != running || e.Action != "admit" {
+				if !errors.As(err, &e) || e.ID != "x" || e.Status != running || e.Action != lifecycle.Admit.Action() {
 					t.Errorf("errors.As InvalidTransitionError: %+v", e)
 				}
 			},
@@ -779,7 +781,7 @@ func checkConditions(t *testing.T, op *opsv1.Operation, phase opsv1.OperationPha
 func bareOp(phase opsv1.OperationPhase) *opsv1.Operation {
 	return &opsv1.Operation{
 		ObjectMeta: metav1.ObjectMeta{Name: "op-1", Namespace: "ns", Generation: 5},
-		Spec:       opsv1.OperationSpec{SessionName: "sess", Kind: opsv1.BackgroundToolOp},
+		Spec:       opsv1.OperationSpec{SessionName: testSession, Kind: opsv1.BackgroundToolOp},
 		Status:     opsv1.OperationStatus{Phase: phase},
 	}
 }
@@ -887,11 +889,11 @@ func TestSetConditionsMessages(t *testing.T) {
 	}{
 		"pending":      {opsv1.OperationStatus{}, "Pending", "waiting for admission by session sess"},
 		"provisioning": {opsv1.OperationStatus{Phase: provisioning}, "Provisioning", "admitted; waiting for the agent to finish provisioning"},
-		"running":      {opsv1.OperationStatus{Phase: running}, "Running", "running"},
-		"retiring":     {opsv1.OperationStatus{Phase: retiring}, "Retiring", "retiring"},
+		"running":      {opsv1.OperationStatus{Phase: running}, "Running", ""},
+		"retiring":     {opsv1.OperationStatus{Phase: retiring}, "Retiring", ""},
 		"completed": {
 			opsv1.OperationStatus{Phase: completed, Outcome: &opsv1.TerminalOutcome{Type: completed, Result: &opsv1.OperationResult{}}},
-			"Completed", "completed",
+			"Completed", "",
 		},
 		"failed": {
 			opsv1.OperationStatus{Phase: failed, Outcome: &opsv1.TerminalOutcome{Type: failed, Error: "disk full"}},
@@ -903,15 +905,15 @@ func TestSetConditionsMessages(t *testing.T) {
 		},
 		"cancelled without reason": {
 			opsv1.OperationStatus{Phase: cancelled, Outcome: &opsv1.TerminalOutcome{Type: cancelled}},
-			"Cancelled", "cancelled",
+			"Cancelled", "",
 		},
 		"cancelled with empty reason": {
 			opsv1.OperationStatus{Phase: cancelled, Outcome: &opsv1.TerminalOutcome{Type: cancelled, Reason: ptr("")}},
-			"Cancelled", "cancelled",
+			"Cancelled", "",
 		},
 		"retired": {
 			opsv1.OperationStatus{Phase: retired, Outcome: &opsv1.TerminalOutcome{Type: retired}},
-			"Retired", "retired",
+			"Retired", "",
 		},
 		"terminated": {
 			opsv1.OperationStatus{Phase: terminated, Outcome: &opsv1.TerminalOutcome{Type: terminated, Reason: ptr("shutdown")}},
@@ -927,7 +929,7 @@ func TestSetConditionsMessages(t *testing.T) {
 			opsv1.OperationStatus{Phase: rejected, Rejection: &opsv1.Rejection{Reason: opsv1.RejectionOwnerTerminated}},
 			"OwnerTerminated", "rejected: session sess was terminated",
 		},
-		"rejected without a rejection": {opsv1.OperationStatus{Phase: rejected}, "Rejected", "rejected"},
+		"rejected without a rejection": {opsv1.OperationStatus{Phase: rejected}, "Rejected", ""},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -1039,16 +1041,5 @@ func TestConditionsTrue(t *testing.T) {
 	op.Status.Outcome = &opsv1.TerminalOutcome{Type: opsv1.PhaseFailed, Error: "boom"}
 	if lifecycle.ConditionsTrue(op) {
 		t.Errorf("ConditionsTrue after a raw Running -> Failed = true")
-	}
-}
-
-func TestTruncateKeepsUTF8Whole(t *testing.T) {
-	s := strings.Repeat("é", 600) // 1200 bytes
-	got := lifecycle.Truncate(s, 1024)
-	if len(got) > 1024 || !utf8.ValidString(got) || !strings.HasSuffix(got, "...") {
-		t.Errorf("Truncate = %d bytes, valid UTF-8 %v", len(got), utf8.ValidString(got))
-	}
-	if lifecycle.Truncate("short", 1024) != "short" {
-		t.Errorf("Truncate changed a short string")
 	}
 }

@@ -2,8 +2,8 @@ package lifecycle
 
 import (
 	"fmt"
+	"strings"
 	"time"
-	"unicode/utf8"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -71,6 +71,12 @@ func setConditions(op *opsv1.Operation, now time.Time, override *metav1.Conditio
 	}
 	if phase == opsv1.PhaseRejected && st.Rejection != nil {
 		reason = string(st.Rejection.Reason)
+	}
+	if strings.EqualFold(msg, reason) {
+		// A message only where it says something: "running" under reason
+		// Running repeats it, and every status write and watch event would
+		// carry it in each condition (docs/benchmarks.md, write cost).
+		msg = ""
 	}
 	if override != nil && override.Type == opsv1.ConditionStalled && override.Status == metav1.ConditionTrue {
 		// Stalled and Reconciling at once reads as InProgress to kstatus,
@@ -159,7 +165,7 @@ func OutcomeMessage(o *opsv1.TerminalOutcome) string {
 	case opsv1.PhaseCompleted:
 		return "completed"
 	case opsv1.PhaseFailed:
-		return Truncate("failed: "+o.Error, 1024)
+		return opsv1.Truncate("failed: "+o.Error, 1024)
 	case opsv1.PhaseAborted:
 		return withReason("aborted")
 	case opsv1.PhaseCancelled:
@@ -170,18 +176,4 @@ func OutcomeMessage(o *opsv1.TerminalOutcome) string {
 		return withReason("terminated")
 	}
 	return string(o.Type)
-}
-
-// Truncate keeps s within n bytes, ending in "..." when cut, without
-// splitting a UTF-8 character: condition messages and event notes have
-// byte limits.
-func Truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	cut := n - len("...")
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "..."
 }

@@ -2,6 +2,7 @@ package lifecycle_test
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"reflect"
 	"slices"
@@ -45,7 +46,8 @@ const (
 
 // fuzzSeed encodes a readable sequence of calls in the fuzz input format.
 func fuzzSeed(mob bool, unsetPhase bool, annotation byte, calls ...lifecycle.Call) []byte {
-	b := []byte{0, 0, annotation}
+	b := make([]byte, 0, fuzzHeaderLen+fuzzStepLen*len(calls))
+	b = append(b, 0, 0, annotation)
 	if mob {
 		b[0] = 1
 	}
@@ -159,34 +161,7 @@ func fuzzArgs(flags byte, step int) lifecycle.Args {
 func runLifecycle(t *testing.T, data []byte) {
 	t.Helper()
 	src := &fuzzBytes{data: data}
-	kind := opsv1.BackgroundToolOp
-	if src.next()%2 == 1 {
-		kind = opsv1.MobMemberChild
-	}
-	var phase opsv1.OperationPhase = pending
-	if src.next()%2 == 1 {
-		phase = ""
-	}
-	created := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
-	op := &opsv1.Operation{
-		ObjectMeta: metav1.ObjectMeta{
-			Name: "fuzz", Namespace: "ns", UID: "uid-fuzz", Generation: 1,
-			CreationTimestamp: metav1.NewTime(created),
-			Annotations:       map[string]string{},
-		},
-		Spec:   opsv1.OperationSpec{SessionName: "sess", Kind: kind},
-		Status: opsv1.OperationStatus{Phase: phase},
-	}
-	switch ann := src.next(); ann % 4 {
-	case 1: // the client's microsecond registration time
-		op.Annotations[opsv1.AnnotationCreatedAt] = created.Add(time.Duration(ann) * 3 * time.Millisecond).Format(time.RFC3339Nano)
-	case 2:
-		op.Annotations[opsv1.AnnotationCreatedAt] = "garbage"
-	case 3: // a client clock ahead of everyone else's
-		op.Annotations[opsv1.AnnotationCreatedAt] = created.Add(time.Duration(ann) * time.Second).Format(time.RFC3339Nano)
-	}
-	// The controller sets conditions when it first sees the operation.
-	lifecycle.SetConditions(op, created)
+	op, kind, created := fuzzOperation(src)
 
 	now := created.Add(time.Second)
 	progress := int64(0)
@@ -201,75 +176,128 @@ func runLifecycle(t *testing.T, data []byte) {
 		from := lifecycle.Normalize(prev.Status.Phase)
 		err := lifecycle.Apply(op, c, args, now)
 		history = append(history, string(from)+" "+c.String()+" ok")
-		fail := func(format string, a ...any) {
-			t.Helper()
-			history[len(history)-1] = string(from) + " " + c.String() + " err=" + errString(err)
-			t.Fatalf("after %v:\n"+format, append([]any{history}, a...)...)
-		}
 
-		if checkErr := lifecycle.Check(prev, c); !reflect.DeepEqual(checkErr, err) {
-			fail("Apply returned %v but Check returned %v", err, checkErr)
-		}
-		if err != nil {
-			if !reflect.DeepEqual(prev, op) {
-				fail("a failed Apply changed the operation:\n%s", cmp.Diff(prev, op))
-			}
-			var it *lifecycle.InvalidTransitionError
-			switch {
-			case errors.As(err, &it):
-				if !errors.Is(err, lifecycle.ErrInvalidTransition) || it.ID != "fuzz" || it.Status != from || it.Action != c.Action() {
-					fail("bad InvalidTransitionError %+v", it)
-				}
-				if lifecycle.Allowed(c, from) {
-					fail("InvalidTransition for an allowed call")
-				}
-			case errors.Is(err, lifecycle.ErrPeerNotExpected):
-				if c != lifecycle.PeerReady || kind == opsv1.MobMemberChild {
-					fail("PeerNotExpected for %s on a %s", c, kind)
-				}
-			case errors.Is(err, lifecycle.ErrAlreadyPeerReady):
-				if c != lifecycle.PeerReady || !prev.Status.PeerReady || kind != opsv1.MobMemberChild {
-					fail("AlreadyPeerReady for %s (peerReady %v)", c, prev.Status.PeerReady)
-				}
-			default:
-				fail("unexpected error type %T", err)
-			}
-			continue
-		}
-
-		to := lifecycle.Normalize(op.Status.Phase)
-		if !lifecycle.Allowed(c, from) {
-			fail("Apply succeeded with a call not allowed from %s", from)
-		}
-		if to != lifecycle.Target(c, from) {
-			fail("phase %s, Target says %s", to, lifecycle.Target(c, from))
-		}
-		if !lifecycle.PhaseChangeAllowed(from, to) {
-			fail("PhaseChangeAllowed(%s, %s) = false for a successful call", from, to)
-		}
-		if lifecycle.IsFinal(from) {
-			fail("a final phase changed or accepted a call: %s -> %s", from, to)
-		}
-		if c == lifecycle.ReportProgress {
+		if err == nil && c == lifecycle.ReportProgress {
 			progress++
 		}
-		if prev.Status.Outcome != nil && !reflect.DeepEqual(prev.Status.Outcome, op.Status.Outcome) {
-			fail("outcome changed from %+v to %+v", prev.Status.Outcome, op.Status.Outcome)
-		}
-		if prev.Status.StartedAt != nil && !reflect.DeepEqual(prev.Status.StartedAt, op.Status.StartedAt) {
-			fail("startedAt changed from %v to %v", prev.Status.StartedAt, op.Status.StartedAt)
-		}
-		if prev.Status.CreatedAt != nil && !reflect.DeepEqual(prev.Status.CreatedAt, op.Status.CreatedAt) {
-			fail("createdAt changed from %v to %v", prev.Status.CreatedAt, op.Status.CreatedAt)
-		}
-		if msg := checkStatusInvariants(op, kind, progress); msg != "" {
-			fail("%s\nstatus: %+v", msg, op.Status)
+		if msg := checkCall(prev, op, c, kind, progress, err); msg != "" {
+			history[len(history)-1] = string(from) + " " + c.String() + " err=" + errString(err)
+			t.Fatalf("after %v:\n%s", history, msg)
 		}
 	}
 	// Whatever happened, the operation must still satisfy them at the end.
 	if msg := checkStatusInvariants(op, kind, progress); msg != "" {
 		t.Fatalf("after %v: %s", history, msg)
 	}
+}
+
+// fuzzOperation decodes the header bytes into the operation the calls are
+// made on (its kind, initial phase and created-at annotation), as the
+// controller first sees it, and returns it with its kind and creation time.
+func fuzzOperation(src *fuzzBytes) (*opsv1.Operation, opsv1.OperationKind, time.Time) {
+	kind := opsv1.BackgroundToolOp
+	if src.next()%2 == 1 {
+		kind = opsv1.MobMemberChild
+	}
+	phase := pending
+	if src.next()%2 == 1 {
+		phase = ""
+	}
+	created := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	op := &opsv1.Operation{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: "fuzz", Namespace: "ns", UID: "uid-fuzz", Generation: 1,
+			CreationTimestamp: metav1.NewTime(created),
+			Annotations:       map[string]string{},
+		},
+		Spec:   opsv1.OperationSpec{SessionName: testSession, Kind: kind},
+		Status: opsv1.OperationStatus{Phase: phase},
+	}
+	switch ann := src.next(); ann % 4 {
+	case 1: // the client's microsecond registration time
+		op.Annotations[opsv1.AnnotationCreatedAt] = created.Add(time.Duration(ann) * 3 * time.Millisecond).Format(time.RFC3339Nano)
+	case 2:
+		op.Annotations[opsv1.AnnotationCreatedAt] = "garbage"
+	case 3: // a client clock ahead of everyone else's
+		op.Annotations[opsv1.AnnotationCreatedAt] = created.Add(time.Duration(ann) * time.Second).Format(time.RFC3339Nano)
+	}
+	// The controller sets conditions when it first sees the operation.
+	lifecycle.SetConditions(op, created)
+	return op, kind, created
+}
+
+// checkCall checks one call c that Apply made on prev, leaving op, or
+// refused with err: Check on prev returns what Apply did, and then
+// checkFailedCall or checkSuccessfulCall. progress is the number of
+// successful report_progress calls so far. It returns what is wrong, or "".
+func checkCall(prev, op *opsv1.Operation, c lifecycle.Call, kind opsv1.OperationKind, progress int64, err error) string {
+	if checkErr := lifecycle.Check(prev, c); !reflect.DeepEqual(checkErr, err) {
+		return fmt.Sprintf("Apply returned %v but Check returned %v", err, checkErr)
+	}
+	if err != nil {
+		return checkFailedCall(prev, op, c, kind, err)
+	}
+	return checkSuccessfulCall(prev, op, c, kind, progress)
+}
+
+// checkFailedCall checks a call Apply refused with err: the operation is
+// unchanged (op is prev), and err is of the type and has the fields the call
+// and the phase it was made in explain. It returns what is wrong, or "".
+func checkFailedCall(prev, op *opsv1.Operation, c lifecycle.Call, kind opsv1.OperationKind, err error) string {
+	if !reflect.DeepEqual(prev, op) {
+		return fmt.Sprintf("a failed Apply changed the operation:\n%s", cmp.Diff(prev, op))
+	}
+	from := lifecycle.Normalize(prev.Status.Phase)
+	var it *lifecycle.InvalidTransitionError
+	switch {
+	case errors.As(err, &it):
+		if !errors.Is(err, lifecycle.ErrInvalidTransition) || it.ID != "fuzz" || it.Status != from || it.Action != c.Action() {
+			return fmt.Sprintf("bad InvalidTransitionError %+v", it)
+		}
+		if lifecycle.Allowed(c, from) {
+			return "InvalidTransition for an allowed call"
+		}
+	case errors.Is(err, lifecycle.ErrPeerNotExpected):
+		if c != lifecycle.PeerReady || kind == opsv1.MobMemberChild {
+			return fmt.Sprintf("PeerNotExpected for %s on a %s", c, kind)
+		}
+	case errors.Is(err, lifecycle.ErrAlreadyPeerReady):
+		if c != lifecycle.PeerReady || !prev.Status.PeerReady || kind != opsv1.MobMemberChild {
+			return fmt.Sprintf("AlreadyPeerReady for %s (peerReady %v)", c, prev.Status.PeerReady)
+		}
+	default:
+		return fmt.Sprintf("unexpected error type %T", err)
+	}
+	return ""
+}
+
+// checkSuccessfulCall checks a call Apply made, moving prev to op: the call
+// was allowed and led where the table says, the outcome and the first times
+// stay once set, and the new status holds the status invariants. It returns
+// what is wrong, or "".
+func checkSuccessfulCall(prev, op *opsv1.Operation, c lifecycle.Call, kind opsv1.OperationKind, progress int64) string {
+	from := lifecycle.Normalize(prev.Status.Phase)
+	to := lifecycle.Normalize(op.Status.Phase)
+	switch {
+	case !lifecycle.Allowed(c, from):
+		return fmt.Sprintf("Apply succeeded with a call not allowed from %s", from)
+	case to != lifecycle.Target(c, from):
+		return fmt.Sprintf("phase %s, Target says %s", to, lifecycle.Target(c, from))
+	case !lifecycle.PhaseChangeAllowed(from, to):
+		return fmt.Sprintf("PhaseChangeAllowed(%s, %s) = false for a successful call", from, to)
+	case lifecycle.IsFinal(from):
+		return fmt.Sprintf("a final phase changed or accepted a call: %s -> %s", from, to)
+	case prev.Status.Outcome != nil && !reflect.DeepEqual(prev.Status.Outcome, op.Status.Outcome):
+		return fmt.Sprintf("outcome changed from %+v to %+v", prev.Status.Outcome, op.Status.Outcome)
+	case prev.Status.StartedAt != nil && !reflect.DeepEqual(prev.Status.StartedAt, op.Status.StartedAt):
+		return fmt.Sprintf("startedAt changed from %v to %v", prev.Status.StartedAt, op.Status.StartedAt)
+	case prev.Status.CreatedAt != nil && !reflect.DeepEqual(prev.Status.CreatedAt, op.Status.CreatedAt):
+		return fmt.Sprintf("createdAt changed from %v to %v", prev.Status.CreatedAt, op.Status.CreatedAt)
+	}
+	if msg := checkStatusInvariants(op, kind, progress); msg != "" {
+		return fmt.Sprintf("%s\nstatus: %+v", msg, op.Status)
+	}
+	return ""
 }
 
 func errString(err error) string {
@@ -284,6 +312,28 @@ func errString(err error) string {
 func checkStatusInvariants(op *opsv1.Operation, kind opsv1.OperationKind, progress int64) string {
 	st := &op.Status
 	phase := lifecycle.Normalize(st.Phase)
+	if msg := checkTerminalFields(st, phase); msg != "" {
+		return msg
+	}
+	if msg := checkPeerRejectionProgress(st, phase, kind, progress); msg != "" {
+		return msg
+	}
+	if msg := checkTimes(st); msg != "" {
+		return msg
+	}
+	if st.ObservedGeneration != op.Generation {
+		return "observedGeneration not set"
+	}
+	terminal := findCondition(op, opsv1.ConditionTerminal)
+	if terminal == nil || (terminal.Status == metav1.ConditionTrue) != lifecycle.IsFinal(phase) {
+		return "Terminal condition does not match the phase"
+	}
+	return ""
+}
+
+// checkTerminalFields checks the fields a terminal phase sets: the outcome,
+// its fields by its type, and completedAt.
+func checkTerminalFields(st *opsv1.OperationStatus, phase opsv1.OperationPhase) string {
 	o := st.Outcome
 	switch {
 	case lifecycle.IsTerminal(phase) != (o != nil):
@@ -300,6 +350,15 @@ func checkStatusInvariants(op *opsv1.Operation, kind opsv1.OperationKind, progre
 		return "Terminated without a reason"
 	case lifecycle.IsTerminal(phase) != (st.CompletedAt != nil):
 		return "completedAt must be set exactly in a terminal phase"
+	}
+	return ""
+}
+
+// checkPeerRejectionProgress checks the peer state by the kind, the
+// rejection by the phase, and the progress count against the number of
+// report_progress calls.
+func checkPeerRejectionProgress(st *opsv1.OperationStatus, phase opsv1.OperationPhase, kind opsv1.OperationKind, progress int64) string {
+	switch {
 	case st.PeerReady && kind != opsv1.MobMemberChild:
 		return "peerReady on an operation that is not a MobMemberChild"
 	case st.PeerHandle != nil && !st.PeerReady:
@@ -308,6 +367,14 @@ func checkStatusInvariants(op *opsv1.Operation, kind opsv1.OperationKind, progre
 		return "rejection outside Rejected"
 	case progress == 0 && st.Progress != nil, progress > 0 && (st.Progress == nil || st.Progress.Count != progress):
 		return "progress count differs from the number of report_progress calls"
+	}
+	return ""
+}
+
+// checkTimes checks the order of the status times, and that elapsed times
+// can be computed from createdAt.
+func checkTimes(st *opsv1.OperationStatus) string {
+	switch {
 	case st.StartedAt != nil && st.CreatedAt != nil && st.StartedAt.Before(st.CreatedAt):
 		return "startedAt before createdAt"
 	case st.CompletedAt != nil && st.StartedAt != nil && st.CompletedAt.Before(st.StartedAt):
@@ -318,12 +385,6 @@ func checkStatusInvariants(op *opsv1.Operation, kind opsv1.OperationKind, progre
 		return "completedAt without createdAt: elapsed cannot be computed"
 	case st.StartedAt != nil && st.CreatedAt == nil:
 		return "startedAt without createdAt"
-	case st.ObservedGeneration != op.Generation:
-		return "observedGeneration not set"
-	}
-	terminal := findCondition(op, opsv1.ConditionTerminal)
-	if terminal == nil || (terminal.Status == metav1.ConditionTrue) != lifecycle.IsFinal(phase) {
-		return "Terminal condition does not match the phase"
 	}
 	return ""
 }

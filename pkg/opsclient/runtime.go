@@ -20,7 +20,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	opsv1 "github.com/meerkat-ops/ops-operator/api/v1alpha1"
-	"github.com/meerkat-ops/ops-operator/pkg/lifecycle"
 )
 
 // ErrSessionNotReady is returned for a session that is not registered.
@@ -269,7 +268,7 @@ func (rt *Runtime) AcceptInputWithCompletion(ctx context.Context, sessionID stri
 		Action:              "AcceptInput",
 		Reason:              "OperationInput",
 		Type:                corev1.EventTypeNormal,
-		Note:                lifecycle.Truncate(note, 1024),
+		Note:                opsv1.Truncate(note, 1024),
 		Regarding: corev1.ObjectReference{
 			APIVersion: opsv1.GroupVersion.String(), Kind: "OpsSession",
 			Namespace: rt.ns, Name: sessionID, UID: s.UID,

@@ -353,6 +353,61 @@ type OperationStatus struct {
 	Malformed []string `json:"-"`
 }
 
+// Operation: condition types and reasons.
+//
+// An Operation carries Terminal and Ready, plus Reconciling and Stalled
+// while True. Their reason is the phase name (OperationPhase), except on a
+// Rejected operation, whose reason is its status.rejection.reason
+// (RejectionReason), and the two below.
+const (
+	// ConditionTerminal is True once an Operation can no longer change: a
+	// terminal outcome of any kind, or a rejection. Wait on it with
+	// `kubectl wait --for=condition=Terminal`.
+	ConditionTerminal = "Terminal"
+
+	// ReasonSessionNotFound (Stalled): the Operation names an OpsSession
+	// that does not exist.
+	ReasonSessionNotFound = "SessionNotFound"
+	// ReasonQueued (Reconciling): the Operation waits for a free slot in a
+	// Queue-policy session.
+	ReasonQueued = "Queued"
+)
+
+// Operation: deadline reasons. An operation failed by a deadline has a
+// Failed outcome whose error starts with one of these, and gets an
+// EventReasonTimedOut event.
+const (
+	// ReasonProvisioningTimeout: the Operation stayed Provisioning past provisioningTimeout.
+	ReasonProvisioningTimeout = "ProvisioningTimeout"
+	// ReasonHeartbeatTimeout: no agent status write within heartbeatTimeout.
+	ReasonHeartbeatTimeout = "HeartbeatTimeout"
+)
+
+// Operation: event reasons. Exceptions go on the operation itself, at once;
+// the steady flow (admission, eviction) sends no event.
+const (
+	// EventReasonCancelled (Normal): spec.cancel was carried out.
+	EventReasonCancelled = string(PhaseCancelled)
+	// EventReasonAborted (Normal): spec.abort was carried out.
+	EventReasonAborted = string(PhaseAborted)
+	// EventReasonRetiring (Normal): spec.retire was carried out.
+	EventReasonRetiring = string(PhaseRetiring)
+	// EventReasonTimedOut (Warning): a deadline failed the operation; the
+	// note is the outcome's error (ReasonProvisioningTimeout or
+	// ReasonHeartbeatTimeout).
+	EventReasonTimedOut = "TimedOut"
+	// EventReasonRejected (Warning): the session refused the operation; the
+	// note is the Stalled condition's message.
+	EventReasonRejected = string(PhaseRejected)
+	// EventReasonWriteRefused (Warning): the API server refused the
+	// controller's write for a reason other than a conflict; the note is
+	// its message.
+	EventReasonWriteRefused = "WriteRefused"
+	// EventReasonMalformedStatus (Warning): the status holds values the Go
+	// types cannot decode (see decode.go); they are ignored.
+	EventReasonMalformedStatus = "MalformedStatus"
+)
+
 // Operation is one background tool job or mob member child of a session.
 //
 // The rules on status above run only when both the old and the new object

@@ -120,6 +120,34 @@ type OpsSessionStatus struct {
 	Admitted []LedgerEntry `json:"admitted,omitempty"`
 }
 
+// OpsSession: condition types and reasons.
+//
+// An OpsSession carries Ready, Reconciling and Stalled, and Terminated once
+// a termination was asked for.
+const (
+	// ConditionTerminated is True on an OpsSession whose termination was
+	// carried out for every operation.
+	ConditionTerminated = "Terminated"
+
+	// ReasonReconciled (Ready, Reconciling, Stalled): the OpsSession's
+	// status reflects its latest spec.
+	ReasonReconciled = "Reconciled"
+	// ReasonTerminationRequested (Terminated, Reconciling): terminate_owner
+	// was asked for.
+	ReasonTerminationRequested = "TerminationRequested"
+)
+
+// OpsSession: event reasons. Queued and Terminated are digests: one event
+// per reason and session at most every counts interval, naming the
+// operations.
+const (
+	// EventReasonQueued (Normal): operations of the session were queued.
+	EventReasonQueued = ReasonQueued
+	// EventReasonTerminated (Normal): operations of the session were
+	// terminated, or (once) the session's termination was carried out.
+	EventReasonTerminated = string(PhaseTerminated)
+)
+
 // OpsSession is one session's operation registry and its limits.
 //
 // +genclient

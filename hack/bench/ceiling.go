@@ -23,6 +23,40 @@ import (
 
 const ceilingNamespace = "bench-ceiling"
 
+// The ceiling's kinds of writes (CeilingResult.Kind; the lifecycle's gets
+// its -lifecycle-ceiling-variant appended).
+const (
+	// ceilingSessions creates OpsSessions and patches their status.
+	ceilingSessions = "OpsSession"
+	// ceilingOperations creates Operations and patches their status.
+	ceilingOperations = "Operation"
+	// ceilingLifecycle sends one lifecycle's writes back to back.
+	ceilingLifecycle = "Lifecycle"
+)
+
+// opsSessionKind is the OpsSession's kind, for owner references.
+const opsSessionKind = "OpsSession"
+
+// ceilingSession is the session the ceiling's Operations name (it does not
+// exist: the manager is not running while they are written).
+const ceilingSession = "ceiling"
+
+// warmUpName names warmUpCRDs' objects.
+const warmUpName = "warm-up"
+
+// The -lifecycle-ceiling-variant values (see lifecycleWrites).
+const (
+	variantNoConditions    = "no-conditions"
+	variantMinimalStatus   = "minimal-status"
+	variantNoMessages      = "no-messages"
+	variantTrueConditions  = "true-conditions"
+	variantDerivedTimes    = "derived-times"
+	variantLean            = "lean"
+	variantNoManagedFields = "no-managed-fields"
+	variantMergePatch      = "merge-patch"
+	variantNoDelete        = "no-delete"
+)
+
 // CeilingResult is the API server's raw write rate for a trivial custom
 // object at one client concurrency.
 type CeilingResult struct {
@@ -57,7 +91,7 @@ func (b *bench) ceiling(ctx context.Context, c int, kind string) (CeilingResult,
 	deadline := start.Add(b.cfg.duration)
 	patch := client.RawPatch(types.MergePatchType, []byte(`{"status":{"active":1,"observedGeneration":1}}`))
 	var wg sync.WaitGroup
-	if kind == "Lifecycle" && b.cfg.pprof && c == b.cfg.concurrency[len(b.cfg.concurrency)-1] {
+	if kind == ceilingLifecycle && b.cfg.pprof && c == b.cfg.concurrency[len(b.cfg.concurrency)-1] {
 		// The lifecycle-writes ceiling's own kube-apiserver profile: what
 		// each of those writes costs, with nothing else running.
 		wg.Add(1)
@@ -72,7 +106,7 @@ func (b *bench) ceiling(ctx context.Context, c int, kind string) (CeilingResult,
 			defer wg.Done()
 			for i := 0; time.Now().Before(deadline) && ctx.Err() == nil; i++ {
 				meta := metav1.ObjectMeta{Namespace: ceilingNamespace, Name: fmt.Sprintf("c%d-g%d-%d", c, g, i)}
-				if kind == "Lifecycle" {
+				if kind == ceilingLifecycle {
 					n, err := b.lifecycleWrites(ctx, meta)
 					writes.Add(n)
 					if err != nil {
@@ -81,8 +115,8 @@ func (b *bench) ceiling(ctx context.Context, c int, kind string) (CeilingResult,
 					continue
 				}
 				var s client.Object = &opsv1.OpsSession{ObjectMeta: meta}
-				if kind != "OpsSession" {
-					s = &opsv1.Operation{ObjectMeta: meta, Spec: opsv1.OperationSpec{SessionName: "ceiling", Kind: opsv1.BackgroundToolOp}}
+				if kind != ceilingSessions {
+					s = &opsv1.Operation{ObjectMeta: meta, Spec: opsv1.OperationSpec{SessionName: ceilingSession, Kind: opsv1.BackgroundToolOp}}
 				}
 				if err := b.ceil.Create(ctx, s); err != nil {
 					errs.Add(1)
@@ -110,7 +144,7 @@ func (b *bench) ceiling(ctx context.Context, c int, kind string) (CeilingResult,
 		BenchCores: round((s1.CPU-s0.CPU)/el, 2),
 		OtherCores: round(max(0, (m1-m0)-(a1.CPU-a0.CPU)-(e1.CPU-e0.CPU)-(s1.CPU-s0.CPU))/el, 2),
 	}
-	if kind != "OpsSession" {
+	if kind != ceilingSessions {
 		if err := b.admin.DeleteAllOf(ctx, &opsv1.Operation{}, client.InNamespace(ceilingNamespace)); err != nil {
 			return r, err
 		}
@@ -135,11 +169,11 @@ func (b *bench) ceiling(ctx context.Context, c int, kind string) (CeilingResult,
 func (b *bench) lifecycleWrites(ctx context.Context, meta metav1.ObjectMeta) (int64, error) {
 	meta.Annotations = map[string]string{opsv1.AnnotationCreatedAt: time.Now().UTC().Format(time.RFC3339Nano)}
 	meta.OwnerReferences = []metav1.OwnerReference{{
-		APIVersion: opsv1.GroupVersion.String(), Kind: "OpsSession", Name: "ceiling",
+		APIVersion: opsv1.GroupVersion.String(), Kind: opsSessionKind, Name: ceilingSession,
 		UID: "00000000-0000-0000-0000-00000000ce11", Controller: ptr.To(true),
 	}}
 	op := &opsv1.Operation{ObjectMeta: meta, Spec: opsv1.OperationSpec{
-		SessionName: "ceiling", Kind: opsv1.BackgroundToolOp, DisplayName: meta.Name}}
+		SessionName: ceilingSession, Kind: opsv1.BackgroundToolOp, DisplayName: meta.Name}}
 	if err := b.ceil.Create(ctx, op); err != nil {
 		return 0, err
 	}
@@ -163,21 +197,21 @@ func (b *bench) lifecycleWrites(ctx context.Context, meta metav1.ObjectMeta) (in
 			return n, err
 		}
 		switch variant {
-		case "no-conditions":
+		case variantNoConditions:
 			op.Status.Conditions = nil
-		case "minimal-status": // phase and outcome only: what the CEL rules need
+		case variantMinimalStatus: // phase and outcome only: what the CEL rules need
 			s := &op.Status
 			s.Conditions, s.Progress, s.ObservedGeneration = nil, nil, 0
 			s.CreatedAt, s.AdmittedAt, s.StartedAt, s.LastHeartbeatTime = nil, nil, nil, nil
-		case "no-messages", "true-conditions", "derived-times", "lean":
+		case variantNoMessages, variantTrueConditions, variantDerivedTimes, variantLean:
 			leanStatus(op, before, st.call, variant)
-		case "no-managed-fields":
+		case variantNoManagedFields:
 			// The update leaves metadata.managedFields out: the API server
 			// keeps the stored ones, and decodes and coerces a smaller body.
 			op.ManagedFields = nil
 		}
 		var err error
-		if variant == "merge-patch" {
+		if variant == variantMergePatch {
 			patch := client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})
 			err = b.ceil.Status().Patch(ctx, op, patch, client.FieldOwner(cmp.Or(st.owner, "ops-bench")))
 		} else {
@@ -188,7 +222,7 @@ func (b *bench) lifecycleWrites(ctx context.Context, meta metav1.ObjectMeta) (in
 		}
 		n++
 	}
-	if variant == "no-delete" { // deleted after the measurement, with the rest
+	if variant == variantNoDelete { // deleted after the measurement, with the rest
 		return n, nil
 	}
 	if err := b.ceil.Delete(ctx, op, client.Preconditions{UID: &op.UID, ResourceVersion: &op.ResourceVersion}); err != nil {
@@ -236,13 +270,13 @@ func (b *bench) warmUpCRDs(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	s := &opsv1.OpsSession{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "warm-up"}}
+	s := &opsv1.OpsSession{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: warmUpName}}
 	if err := b.admin.Create(ctx, s); err != nil {
 		return err
 	}
 	op := &opsv1.Operation{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "warm-up"},
-		Spec:       opsv1.OperationSpec{SessionName: "warm-up", Kind: opsv1.BackgroundToolOp},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: warmUpName},
+		Spec:       opsv1.OperationSpec{SessionName: warmUpName, Kind: opsv1.BackgroundToolOp},
 	}
 	if err := b.admin.Create(ctx, op); err != nil {
 		return err
@@ -274,14 +308,14 @@ func (b *bench) apiserverProfile(ctx context.Context, seconds int, file string) 
 // say the rest); lean does all three.
 func leanStatus(op, before *opsv1.Operation, call lifecycle.Call, variant string) {
 	s := &op.Status
-	if variant == "no-messages" || variant == "lean" {
+	if variant == variantNoMessages || variant == variantLean {
 		for i, c := range s.Conditions {
 			if c.Message == strings.ToLower(c.Reason) || c.Reason == "Provisioning" || c.Reason == "Pending" {
 				s.Conditions[i].Message = ""
 			}
 		}
 	}
-	if variant == "true-conditions" || variant == "lean" {
+	if variant == variantTrueConditions || variant == variantLean {
 		kept := s.Conditions[:0]
 		for _, c := range s.Conditions {
 			if c.Status == metav1.ConditionTrue {
@@ -290,7 +324,7 @@ func leanStatus(op, before *opsv1.Operation, call lifecycle.Call, variant string
 		}
 		s.Conditions = kept
 	}
-	if variant == "derived-times" || variant == "lean" {
+	if variant == variantDerivedTimes || variant == variantLean {
 		s.CreatedAt = nil
 		if call != lifecycle.ReportProgress {
 			s.LastHeartbeatTime = before.Status.LastHeartbeatTime

@@ -183,7 +183,7 @@ func readProc(pid int) procSample {
 				ps.PeakKB = kbField(line)
 			}
 		}
-		f.Close()
+		_ = f.Close() // only read: nothing to lose
 	}
 	return ps
 }
@@ -231,8 +231,12 @@ func freeAddr() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	defer l.Close()
-	return l.Addr().String(), nil
+	addr := l.Addr().String()
+	// Closing frees the port for the manager.
+	if err := l.Close(); err != nil {
+		return "", err
+	}
+	return addr, nil
 }
 
 // managerProc runs bin/manager as its own process against the cluster.
@@ -284,7 +288,9 @@ func (m *managerProc) start() error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(log, "\n=== %s %s %s\n", time.Now().Format(time.RFC3339), m.bin, strings.Join(args, " "))
+	if _, err := fmt.Fprintf(log, "\n=== %s %s %s\n", time.Now().Format(time.RFC3339), m.bin, strings.Join(args, " ")); err != nil {
+		return errors.Join(fmt.Errorf("writing %s: %w", m.logPath, err), log.Close())
+	}
 	cmd := exec.Command(m.bin, args...)
 	cmd.Env = append(append(os.Environ(), m.env...), "KUBECONFIG="+m.kubeconfig)
 	cmd.Stdout, cmd.Stderr = log, log
@@ -292,14 +298,15 @@ func (m *managerProc) start() error {
 	// stops the manager before the control plane; and a SIGTERM if the bench dies.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
-		log.Close()
-		return err
+		return errors.Join(err, log.Close())
 	}
 	m.cmd, m.started, m.done = cmd, time.Now(), make(chan struct{})
 	done := m.done
 	go func() {
 		_ = cmd.Wait()
-		log.Close()
+		if err := log.Close(); err != nil {
+			logf("manager log %s: %v", m.logPath, err)
+		}
 		close(done)
 	}()
 	return nil
@@ -319,7 +326,7 @@ func (m *managerProc) waitReady(ctx context.Context, timeout time.Duration) (tim
 		default:
 		}
 		if resp, err := hc.Get(url); err == nil {
-			resp.Body.Close()
+			_ = resp.Body.Close() // unread: the status is the answer
 			if resp.StatusCode == http.StatusOK {
 				return time.Since(m.started), nil
 			}

@@ -403,7 +403,8 @@ func saveProfile(ctx context.Context, hc *http.Client, url, path string) {
 		logf("pprof %s: %v", url, err)
 		return
 	}
-	defer resp.Body.Close()
+	// Only read: the profile's errors are io.Copy's.
+	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusOK {
 		logf("pprof %s: %s", url, resp.Status)
 		return
@@ -413,8 +414,14 @@ func saveProfile(ctx context.Context, hc *http.Client, url, path string) {
 		logf("pprof: %v", err)
 		return
 	}
-	defer f.Close()
-	if _, err := io.Copy(f, resp.Body); err != nil && !errors.Is(err, context.Canceled) {
+	_, err = io.Copy(f, resp.Body)
+	if errors.Is(err, context.Canceled) {
+		err = nil // the bench was interrupted: the file keeps what arrived
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		logf("pprof: %v", err)
 		return
 	}

@@ -212,7 +212,29 @@ type bench struct {
 	scaleNamespaces []string
 }
 
+// run sets up the control plane and the manager, then runs the sweep (the
+// ceilings, then the lifecycle phases) and the scale runs that were asked for.
 func (b *bench) run(ctx context.Context) error {
+	if err := b.setUp(ctx); err != nil {
+		return err
+	}
+	if b.cfg.sweep {
+		// The ceiling runs before the manager starts: its objects are
+		// OpsSessions, which the manager would otherwise reconcile.
+		if err := b.measureCeilings(ctx); err != nil {
+			return err
+		}
+		if err := b.sweepLifecycles(ctx); err != nil {
+			return err
+		}
+	}
+	return b.runScale(ctx)
+}
+
+// setUp prepares the results folder, describes the host, starts the control
+// plane, makes the clients, warms up the CRDs and configures (but does not
+// start) the manager.
+func (b *bench) setUp(ctx context.Context) error {
 	cfg := b.cfg
 	b.resultsDir = filepath.Dir(cfg.out)
 	if err := os.MkdirAll(b.resultsDir, 0o755); err != nil {
@@ -237,13 +259,24 @@ func (b *bench) run(ctx context.Context) error {
 	if err := b.warmUpCRDs(ctx); err != nil {
 		return fmt.Errorf("warm-up: %w", err)
 	}
+	b.configureManager()
+	return nil
+}
+
+// configureManager sets up the manager process (binary, kubeconfig, args,
+// GOMEMLIMIT, pprof) and records its arguments in the results.
+func (b *bench) configureManager() {
+	cfg := b.cfg
 	b.mgr = &managerProc{
-		bin: cfg.managerBin, kubeconfig: cl.managerKubeconfig, args: cfg.managerArgs,
+		bin: cfg.managerBin, kubeconfig: b.cl.managerKubeconfig, args: cfg.managerArgs,
 		logPath: filepath.Join(b.resultsDir, "manager.log"),
 	}
+	// The recorded args also note the GOMEMLIMIT; the process gets it
+	// through its environment, not as a flag.
+	recorded := cfg.managerArgs
 	if cfg.managerGOMEMLIMIT != "" {
 		b.mgr.env = []string{"GOMEMLIMIT=" + cfg.managerGOMEMLIMIT}
-		cfg.managerArgs = append(cfg.managerArgs, "(env GOMEMLIMIT="+cfg.managerGOMEMLIMIT+")")
+		recorded = append(recorded, "(env GOMEMLIMIT="+cfg.managerGOMEMLIMIT+")")
 	}
 	if cfg.pprof {
 		b.mgr.pprof = hasFlag(cfg.managerBin, "pprof-bind-address")
@@ -251,82 +284,114 @@ func (b *bench) run(ctx context.Context) error {
 			logf("%s has no --pprof-bind-address: profiling kube-apiserver only", cfg.managerBin)
 		}
 	}
-	b.res.ManagerArgs = cfg.managerArgs
+	b.res.ManagerArgs = recorded
+}
 
-	if cfg.sweep {
-		// The ceiling runs before the manager starts: its objects are
-		// OpsSessions, which the manager would otherwise reconcile.
-		kinds := []string{"OpsSession"}
-		if cfg.ceilingOperation {
-			kinds = append(kinds, "Operation", "Lifecycle")
-		}
-		for _, c := range cfg.concurrency {
-			for _, kind := range kinds {
-				r, err := b.ceiling(ctx, c, kind)
-				if err != nil {
-					return fmt.Errorf("%s ceiling at C=%d: %w", kind, c, err)
-				}
-				label := "ceiling"
-				switch kind {
-				case "OpsSession":
-					b.res.Ceiling = append(b.res.Ceiling, r)
-				case "Operation":
-					b.res.OperationCeiling = append(b.res.OperationCeiling, r)
-					label = "ceiling with Operations"
-				default:
-					r.Kind += "/" + cfg.lifecycleCeilingVariant
-					b.res.LifecycleCeiling = append(b.res.LifecycleCeiling, r)
-					label = "ceiling with the lifecycle's writes (" + cfg.lifecycleCeilingVariant + ")"
-				}
-				logf("%s C=%d: %.0f writes/s (%d writes in %.1fs; kube-apiserver %.2f cores, etcd %.2f, other load %.2f)",
-					label, c, r.WritesPerSec, r.Writes, r.Seconds, r.APIServerCores, r.EtcdCores, r.OtherCores)
+// measureCeilings measures the API server's write ceiling at each C: with
+// OpsSessions, and with -ceiling-operation also with Operations and with
+// the lifecycle's own writes.
+func (b *bench) measureCeilings(ctx context.Context) error {
+	kinds := []string{ceilingSessions}
+	if b.cfg.ceilingOperation {
+		kinds = append(kinds, ceilingOperations, ceilingLifecycle)
+	}
+	for _, c := range b.cfg.concurrency {
+		for _, kind := range kinds {
+			r, err := b.ceiling(ctx, c, kind)
+			if err != nil {
+				return fmt.Errorf("%s ceiling at C=%d: %w", kind, c, err)
 			}
+			label := b.recordCeiling(kind, r)
+			logf("%s C=%d: %.0f writes/s (%d writes in %.1fs; kube-apiserver %.2f cores, etcd %.2f, other load %.2f)",
+				label, c, r.WritesPerSec, r.Writes, r.Seconds, r.APIServerCores, r.EtcdCores, r.OtherCores)
 		}
 	}
-	if cfg.sweep {
-		if err := b.startManager(ctx); err != nil {
+	return nil
+}
+
+// recordCeiling stores a ceiling measurement under its kind and returns the
+// label its log line starts with.
+func (b *bench) recordCeiling(kind string, r CeilingResult) string {
+	switch kind {
+	case ceilingSessions:
+		b.res.Ceiling = append(b.res.Ceiling, r)
+		return "ceiling"
+	case ceilingOperations:
+		b.res.OperationCeiling = append(b.res.OperationCeiling, r)
+		return "ceiling with Operations"
+	default:
+		variant := b.cfg.lifecycleCeilingVariant
+		r.Kind += "/" + variant
+		b.res.LifecycleCeiling = append(b.res.LifecycleCeiling, r)
+		return "ceiling with the lifecycle's writes (" + variant + ")"
+	}
+}
+
+// sweepLifecycles starts the manager, runs a warm-up, a lifecycle phase at
+// each C and the paced (half-load) phase, then prints the table and, with
+// -plot, writes the plot.
+func (b *bench) sweepLifecycles(ctx context.Context) error {
+	cfg := b.cfg
+	if err := b.startManager(ctx); err != nil {
+		return err
+	}
+	if _, err := b.lifecycles(ctx, "warm-up", 2, 1, 4, 0, 0); err != nil {
+		return fmt.Errorf("warm-up lifecycle: %w", err)
+	}
+	best := 0.0
+	for i, c := range cfg.concurrency {
+		profile := cfg.pprof && i == len(cfg.concurrency)-1
+		r, err := b.lifecycles(ctx, fmt.Sprintf("c%d", c), c, cfg.sessions, cfg.ops, 0, boolSeconds(profile, 10))
+		if err != nil {
+			return fmt.Errorf("lifecycles at C=%d: %w", c, err)
+		}
+		b.res.Lifecycles = append(b.res.Lifecycles, r)
+		printLifecycle(r)
+		best = max(best, r.LifecyclesPerSec)
+	}
+	if cfg.halfLoad && best > 0 {
+		if err := b.pacedLifecycles(ctx, best); err != nil {
 			return err
 		}
-		if _, err := b.lifecycles(ctx, "warm-up", 2, 1, 4, 0, 0); err != nil {
-			return fmt.Errorf("warm-up lifecycle: %w", err)
-		}
-		best := 0.0
-		for i, c := range cfg.concurrency {
-			profile := cfg.pprof && i == len(cfg.concurrency)-1
-			r, err := b.lifecycles(ctx, fmt.Sprintf("c%d", c), c, cfg.sessions, cfg.ops, 0, boolSeconds(profile, 10))
-			if err != nil {
-				return fmt.Errorf("lifecycles at C=%d: %w", c, err)
-			}
-			b.res.Lifecycles = append(b.res.Lifecycles, r)
-			printLifecycle(r)
-			best = max(best, r.LifecyclesPerSec)
-		}
-		if cfg.halfLoad && best > 0 {
-			rate := best * cfg.halfLoadFraction
-			name := "half-load"
-			if cfg.halfLoadFraction != 0.5 {
-				name = fmt.Sprintf("load-%.0fpct", 100*cfg.halfLoadFraction)
-			}
-			c := cfg.concurrency[len(cfg.concurrency)-1]
-			n := max(int(rate*cfg.halfLoadDuration.Seconds()), 2*cfg.sessions)
-			perSession := (n + cfg.sessions - 1) / cfg.sessions
-			r, err := b.lifecycles(ctx, name, c, cfg.sessions, perSession, rate, 0)
-			if err != nil {
-				return fmt.Errorf("half-load: %w", err)
-			}
-			b.res.HalfLoad = &r
-			printLifecycle(r)
-		}
-		printTable(b.res)
-		if cfg.plot {
-			if err := writePlot(b.res, cfg.plotFile); err != nil {
-				return fmt.Errorf("plot: %w", err)
-			}
-			logf("plot written to %s", cfg.plotFile)
-		}
 	}
-	// Scale runs, smallest first; each restarts the manager on its data and
-	// clears the data for the next.
+	if err := printTable(b.res); err != nil {
+		return fmt.Errorf("printing the table: %w", err)
+	}
+	if cfg.plot {
+		if err := writePlot(b.res, cfg.plotFile); err != nil {
+			return fmt.Errorf("plot: %w", err)
+		}
+		logf("plot written to %s", cfg.plotFile)
+	}
+	return nil
+}
+
+// pacedLifecycles runs the lifecycle phase paced at -half-load-fraction of
+// the sweep's best lifecycles/s, at the largest C, for about
+// -half-load-duration.
+func (b *bench) pacedLifecycles(ctx context.Context, best float64) error {
+	cfg := b.cfg
+	rate := best * cfg.halfLoadFraction
+	name := "half-load"
+	if cfg.halfLoadFraction != 0.5 {
+		name = fmt.Sprintf("load-%.0fpct", 100*cfg.halfLoadFraction)
+	}
+	c := cfg.concurrency[len(cfg.concurrency)-1]
+	n := max(int(rate*cfg.halfLoadDuration.Seconds()), 2*cfg.sessions)
+	perSession := (n + cfg.sessions - 1) / cfg.sessions
+	r, err := b.lifecycles(ctx, name, c, cfg.sessions, perSession, rate, 0)
+	if err != nil {
+		return fmt.Errorf("half-load: %w", err)
+	}
+	b.res.HalfLoad = &r
+	printLifecycle(r)
+	return nil
+}
+
+// runScale runs the scale runs that were asked for, smallest first; each
+// restarts the manager on its data and clears the data for the next.
+func (b *bench) runScale(ctx context.Context) error {
+	cfg := b.cfg
 	type scaleRun struct {
 		n   int
 		run func(context.Context, int) error

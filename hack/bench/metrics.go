@@ -35,13 +35,16 @@ func (m *managerProc) scrape(ctx context.Context) ([]sample, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
+	// Only read: a failed Close loses nothing parseMetrics did not see.
+	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("metrics: %s", resp.Status)
 	}
 	return parseMetrics(resp.Body)
 }
 
+// parseMetrics reads the samples of a Prometheus text exposition; comments
+// and lines that are not a sample are skipped.
 func parseMetrics(r io.Reader) ([]sample, error) {
 	var out []sample
 	sc := bufio.NewScanner(r)
@@ -51,54 +54,88 @@ func parseMetrics(r io.Reader) ([]sample, error) {
 		if line == "" || line[0] == '#' {
 			continue
 		}
-		s := sample{labels: map[string]string{}}
-		rest := line
-		if i := strings.IndexAny(line, "{ "); i >= 0 && line[i] == '{' {
-			s.name = line[:i]
-			j := i + 1
-			for j < len(line) && line[j] != '}' {
-				eq := strings.IndexByte(line[j:], '=')
-				if eq < 0 {
-					break
-				}
-				key := strings.TrimLeft(line[j:j+eq], ", ")
-				j += eq + 1
-				if j >= len(line) || line[j] != '"' {
-					break
-				}
-				j++
-				var val strings.Builder
-				for j < len(line) && line[j] != '"' {
-					if line[j] == '\\' && j+1 < len(line) {
-						j++
-					}
-					val.WriteByte(line[j])
-					j++
-				}
-				j++ // closing quote
-				s.labels[key] = val.String()
-				for j < len(line) && line[j] == ',' {
-					j++
-				}
-			}
-			rest = strings.TrimSpace(line[min(j+1, len(line)):])
-		} else if i >= 0 {
-			s.name, rest = line[:i], strings.TrimSpace(line[i:])
-		} else {
-			continue
+		if s, ok := parseSample(line); ok {
+			out = append(out, s)
 		}
-		f := strings.Fields(rest)
-		if len(f) == 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(f[0], 64)
-		if err != nil {
-			continue
-		}
-		s.value = v
-		out = append(out, s)
 	}
 	return out, sc.Err()
+}
+
+// parseSample parses one sample line: the metric name, its labels in braces
+// if any, then the value (and a timestamp, ignored), the tokens separated
+// by blanks (spaces or tabs). ok is false for anything else.
+func parseSample(line string) (s sample, ok bool) {
+	end := strings.IndexAny(line, "{ \t")
+	if end <= 0 {
+		return sample{}, false // no name, or nothing after it
+	}
+	s = sample{name: line[:end], labels: map[string]string{}}
+	rest := strings.TrimLeft(line[end:], " \t")
+	if strings.HasPrefix(rest, "{") {
+		if rest, ok = parseLabels(rest[1:], s.labels); !ok {
+			return sample{}, false
+		}
+	}
+	f := strings.Fields(rest)
+	if len(f) == 0 {
+		return sample{}, false
+	}
+	v, err := strconv.ParseFloat(f[0], 64)
+	if err != nil {
+		return sample{}, false
+	}
+	s.value = v
+	return s, true
+}
+
+// parseLabels reads the label pairs after a sample's opening brace into
+// labels, and returns what follows the closing brace. ok is false when the
+// label set is malformed or not closed.
+func parseLabels(in string, labels map[string]string) (rest string, ok bool) {
+	for {
+		in = strings.TrimLeft(in, ", \t")
+		if strings.HasPrefix(in, "}") {
+			return in[1:], true
+		}
+		eq := strings.IndexByte(in, '=')
+		if eq < 0 {
+			return "", false
+		}
+		key := strings.TrimSpace(in[:eq])
+		in = strings.TrimLeft(in[eq+1:], " \t")
+		if !strings.HasPrefix(in, `"`) {
+			return "", false
+		}
+		val, n, closed := labelValue(in[1:])
+		if !closed {
+			return "", false
+		}
+		labels[key] = val
+		in = in[1+n:]
+	}
+}
+
+// labelValue reads a quoted label value after its opening quote, undoing
+// the format's escapes (\\, \" and \n), and returns it with the number of
+// bytes read, closing quote included. ok is false when it is not closed.
+func labelValue(in string) (val string, n int, ok bool) {
+	var b strings.Builder
+	for i := 0; i < len(in); i++ {
+		switch c := in[i]; {
+		case c == '"':
+			return b.String(), i + 1, true
+		case c == '\\' && i+1 < len(in):
+			i++
+			if in[i] == 'n' {
+				b.WriteByte('\n')
+			} else {
+				b.WriteByte(in[i])
+			}
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return "", 0, false
 }
 
 // clientRequests is the manager's client-go request count, from

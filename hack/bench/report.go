@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"image/color"
 	"math"
@@ -56,36 +57,44 @@ func printLifecycle(r LifecycleResult) {
 		r.WriteThroughput, 100*r.RatioToCeiling, r.ManagerCores, r.ManagerPeakRSSMiB)
 }
 
-func printTable(res *Results) {
+// printTable prints the lifecycle phases (and the paced one) as a table on
+// stdout, then printCeilings' table.
+func printTable(res *Results) error {
 	rows := slices.Clone(res.Lifecycles)
 	if res.HalfLoad != nil {
 		rows = append(rows, *res.HalfLoad)
 	}
 	if len(rows) == 0 {
-		return
+		return nil
 	}
 	fmt.Println()
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "phase\tC\tlifecycles/s\tadmit p50\tadmit p99\tnotify p50\tnotify p99\twrites/lc agent\tmanager\ttotal\twrites/s\tceiling\tratio\tmgr CPU ms/lc\tmgr cores\tmgr peak RSS MiB\tother load\tfailed\t")
+	if _, err := fmt.Fprintln(tw, "phase\tC\tlifecycles/s\tadmit p50\tadmit p99\tnotify p50\tnotify p99\twrites/lc agent\tmanager\ttotal\twrites/s\tceiling\tratio\tmgr CPU ms/lc\tmgr cores\tmgr peak RSS MiB\tother load\tfailed\t"); err != nil {
+		return err
+	}
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.2f\t%.2f\t%.2f\t%.0f\t%.0f\t%.0f%%\t%.2f\t%.2f\t%.0f\t%.2f\t%d\t\n",
+		if _, err := fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.2f\t%.2f\t%.2f\t%.0f\t%.0f\t%.0f%%\t%.2f\t%.2f\t%.0f\t%.2f\t%d\t\n",
 			r.Name, r.Concurrency, r.LifecyclesPerSec, r.Admission.P50Ms, r.Admission.P99Ms,
 			r.Notification.P50Ms, r.Notification.P99Ms, r.AgentWritesPerLifecycle, r.ManagerWritesPerLifecycle,
 			r.WritesPerLifecycle, r.WriteThroughput, r.CeilingWritesPerSec, 100*r.RatioToCeiling,
-			r.ManagerCPUPerLifecycleMs, r.ManagerCores, r.ManagerPeakRSSMiB, r.OtherCores, r.Failed)
+			r.ManagerCPUPerLifecycleMs, r.ManagerCores, r.ManagerPeakRSSMiB, r.OtherCores, r.Failed); err != nil {
+			return err
+		}
 	}
-	tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
 	fmt.Println("(other load: cores used meanwhile by processes other than the bench, kube-apiserver, etcd and the manager;")
 	fmt.Println(" latencies in ms; admission: Create to RegisterOperation returning, client-side; notification: CompleteOperation's write sent to the watcher's Wait returning)")
 	fmt.Println()
-	printCeilings(res)
+	return printCeilings(res)
 }
 
 // printCeilings sets each sweep phase's write throughput against the three
 // ceilings of the same C, when -ceiling-operation measured them all.
-func printCeilings(res *Results) {
+func printCeilings(res *Results) error {
 	if len(res.LifecycleCeiling) == 0 {
-		return
+		return nil
 	}
 	at := func(cs []CeilingResult, c int) float64 {
 		for _, r := range cs {
@@ -96,7 +105,9 @@ func printCeilings(res *Results) {
 		return 0
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "C	lifecycle writes/s	trivial ceiling	ratio	Operation ceiling	ratio	lifecycle-writes ceiling	ratio	")
+	if _, err := fmt.Fprintln(tw, "C	lifecycle writes/s	trivial ceiling	ratio	Operation ceiling	ratio	lifecycle-writes ceiling	ratio	"); err != nil {
+		return err
+	}
 	ratio := func(a, b float64) string {
 		if b == 0 {
 			return "-"
@@ -106,12 +117,17 @@ func printCeilings(res *Results) {
 	for _, r := range res.Lifecycles {
 		c := r.Concurrency
 		t, o, l := at(res.Ceiling, c), at(res.OperationCeiling, c), at(res.LifecycleCeiling, c)
-		fmt.Fprintf(tw, "%d	%.0f	%.0f	%s	%.0f	%s	%.0f	%s	\n", c, r.WriteThroughput, t, ratio(r.WriteThroughput, t),
-			o, ratio(r.WriteThroughput, o), l, ratio(r.WriteThroughput, l))
+		if _, err := fmt.Fprintf(tw, "%d	%.0f	%.0f	%s	%.0f	%s	%.0f	%s	\n", c, r.WriteThroughput, t, ratio(r.WriteThroughput, t),
+			o, ratio(r.WriteThroughput, o), l, ratio(r.WriteThroughput, l)); err != nil {
+			return err
+		}
 	}
-	tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
 	fmt.Println("(the lifecycle-writes ceiling sends one lifecycle's own writes back to back, with no manager, no watches and no waiting)")
 	fmt.Println()
+	return nil
 }
 
 // writePlot draws lifecycles/s and the p99 latencies against C.
@@ -235,8 +251,8 @@ func writePlot(res *Results, path string) error {
 
 	img := vgimg.New(11*vg.Inch, 4.2*vg.Inch)
 	dc := draw.New(img)
-	dc.Canvas.SetColor(color.White)
-	dc.Canvas.Fill(dc.Rectangle.Path())
+	dc.SetColor(color.White)
+	dc.Fill(dc.Path())
 	tiles := draw.Tiles{Rows: 1, Cols: 2, PadX: vg.Inch / 3, PadTop: vg.Inch / 8, PadBottom: vg.Inch / 8, PadLeft: vg.Inch / 8, PadRight: vg.Inch / 4}
 	cs := plot.Align([][]*plot.Plot{{p1, p2}}, tiles, dc)
 	p1.Draw(cs[0][0])
@@ -249,8 +265,7 @@ func writePlot(res *Results, path string) error {
 		return err
 	}
 	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(f); err != nil {
-		f.Close()
-		return err
+		return errors.Join(err, f.Close())
 	}
 	return f.Close()
 }
@@ -321,7 +336,9 @@ func summarizeFiles(cfg config) error {
 	for _, c := range out.Ceiling {
 		fmt.Printf("ceiling C=%d: %.0f writes/s (kube-apiserver %.2f cores, etcd %.2f, other load %.2f)\n", c.Concurrency, c.WritesPerSec, c.APIServerCores, c.EtcdCores, c.OtherCores)
 	}
-	printTable(&out)
+	if err := printTable(&out); err != nil {
+		return err
+	}
 	data, err := json.MarshalIndent(out, "", "  ")
 	if err != nil {
 		return err
@@ -356,8 +373,9 @@ func median(v []float64) float64 {
 // mediansByIndex takes, for each row of the first run, the median of that
 // row across the runs that have it.
 func mediansByIndex[T any](runs []Results, pick func(Results) []T) []T {
-	var out []T
-	for i := range pick(runs[0]) {
+	first := pick(runs[0])
+	out := make([]T, 0, len(first))
+	for i := range first {
 		var rows []T
 		for _, r := range runs {
 			if rs := pick(r); i < len(rs) {

@@ -139,6 +139,10 @@ type IdleResult struct {
 
 const chunkLabel = "bench.meerkat.dev/chunk"
 
+// loadSource is the source label of the operations load writes, and the
+// reason of their transitions.
+const loadSource = "bench"
+
 // loadConcurrency is how many goroutines write a scale data set.
 const loadConcurrency = 32
 
@@ -266,10 +270,10 @@ func (b *bench) loadOne(ctx context.Context, ns, session string, uid types.UID, 
 			Labels:      map[string]string{chunkLabel: strconv.Itoa(i / 1000)},
 			Annotations: map[string]string{opsv1.AnnotationCreatedAt: time.Now().UTC().Format(time.RFC3339Nano)},
 			OwnerReferences: []metav1.OwnerReference{{
-				APIVersion: opsv1.GroupVersion.String(), Kind: "OpsSession", Name: session, UID: uid, Controller: ptr.To(true),
+				APIVersion: opsv1.GroupVersion.String(), Kind: opsSessionKind, Name: session, UID: uid, Controller: ptr.To(true),
 			}},
 		},
-		Spec: opsv1.OperationSpec{SessionName: session, Kind: opsv1.BackgroundToolOp, DisplayName: name, SourceLabel: "bench"},
+		Spec: opsv1.OperationSpec{SessionName: session, Kind: opsv1.BackgroundToolOp, DisplayName: name, SourceLabel: loadSource},
 	}
 	if err := b.admin.Create(ctx, op); err != nil {
 		return 0, fmt.Errorf("creating %s: %w", name, err)
@@ -279,7 +283,7 @@ func (b *bench) loadOne(ctx context.Context, ns, session string, uid types.UID, 
 	if !ok {
 		return writes, fmt.Errorf("the loader cannot make phase %s", phase)
 	}
-	reason := "bench"
+	reason := loadSource
 	for _, c := range calls {
 		a := lifecycle.Args{Reason: &reason}
 		if c == lifecycle.CompleteOperation {
@@ -360,8 +364,9 @@ func (b *bench) scaleResults() *ScaleResults {
 func (b *bench) scaleRetained(ctx context.Context, n int) error {
 	logf("scale-retained: %d %s operations over %d sessions", n, b.cfg.scaleTerminal, b.cfg.scaleSessions)
 	ns := "bench-scale-retained"
-	var plans []sessionPlan
-	for i, per := range split(n, b.cfg.scaleSessions) {
+	perSession := split(n, b.cfg.scaleSessions)
+	plans := make([]sessionPlan, 0, len(perSession))
+	for i, per := range perSession {
 		phases := make([]opsv1.OperationPhase, per)
 		for j := range phases {
 			phases[j] = terminalPhase(b.cfg.scaleTerminal)
@@ -480,11 +485,74 @@ func (b *bench) retainedUnderMemLimit(ctx context.Context, r *RetainedResult, li
 // that fits is admitted, and check none too many and in FIFO order.
 func (b *bench) scaleRestart(ctx context.Context, n int) error {
 	ns := "bench-scale-restart"
-	var plans []sessionPlan
-	limit := map[string]int{}
-	fits := map[string]int{}
-	queued := 0
-	for i, per := range split(n, b.cfg.scaleSessions) {
+	q := b.planRestartQueue(n)
+	logf("scale-restart: %d operations over %d Queue sessions, %d queued of which %d fit", n, len(q.plans), q.queued, q.fits)
+	load, err := b.load(ctx, ns, q.plans)
+	if err != nil {
+		return fmt.Errorf("scale-restart load: %w", err)
+	}
+	r := &RestartResult{Load: load, MaxConcurrent: q.limit[q.plans[0].name], Queued: q.queued, Fits: q.fits}
+	b.scaleResults().Restart = r
+
+	pending := q.pending()
+	var list opsv1.OperationList
+	if err := b.admin.List(ctx, &list, client.InNamespace(ns), client.Limit(1)); err != nil {
+		return err
+	}
+	if err := b.mgr.start(); err != nil {
+		return err
+	}
+	t0 := b.mgr.started
+	readyCh := make(chan error, 1)
+	go func() {
+		d, err := b.mgr.waitReady(ctx, 5*time.Minute)
+		r.ReadySeconds = round(d.Seconds(), 2)
+		readyCh <- err
+	}()
+	if err := b.waitQueueAdmitted(ctx, ns, list.ResourceVersion, pending, q.fits, t0, r); err != nil {
+		return err
+	}
+	r.AllAdmittedSeconds = round(time.Since(t0).Seconds(), 2)
+	if err := <-readyCh; err != nil {
+		return err
+	}
+	time.Sleep(3 * time.Second) // anything more would be over-admission
+	ps := readProc(b.mgr.pid())
+	r.CPUSeconds, r.RSSMiB, r.PeakRSSMiB = round(ps.CPU, 2), round(mib(ps.RSSKB), 1), round(mib(ps.PeakKB), 1)
+	ss, err := b.mgr.scrape(ctx)
+	if err != nil {
+		return err
+	}
+	mr := managerRequests(ss)
+	r.Requests, r.Writes = mr.ByMethod, mr.writes()
+
+	if err := b.checkQueueOutcome(ctx, ns, q, r); err != nil {
+		return err
+	}
+	logf("scale-restart %d: ready %.2fs, first admission %.2fs, all %d admitted %.2fs; over-admitted %d, still queued %d, FIFO %v; "+
+		"manager %.0f writes, %.1f CPU s, RSS %.0f MiB (peak %.0f)",
+		n, r.ReadySeconds, r.FirstAdmitSeconds, r.Admitted, r.AllAdmittedSeconds, r.OverAdmitted, r.StillQueued, r.FIFO,
+		r.Writes, r.CPUSeconds, r.RSSMiB, r.PeakRSSMiB)
+	return nil
+}
+
+// restartQueue is scaleRestart's data set: its sessions, each session's
+// maxConcurrent, how many operations are queued (Pending) and how many of
+// them the free slots admit.
+type restartQueue struct {
+	plans  []sessionPlan
+	limit  map[string]int
+	queued int
+	fits   int
+}
+
+// planRestartQueue plans n operations over the Queue sessions: per session 40%
+// terminal, 10% Running, 5% Provisioning and the rest Pending, with
+// maxConcurrent the active ones plus 35% of the session.
+func (b *bench) planRestartQueue(n int) restartQueue {
+	perSession := split(n, b.cfg.scaleSessions)
+	q := restartQueue{plans: make([]sessionPlan, 0, len(perSession)), limit: map[string]int{}}
+	for i, per := range perSession {
 		nC, nR, nP := per*40/100, per*10/100, per*5/100
 		nQ := per - nC - nR - nP
 		l := nR + nP + per*35/100
@@ -503,54 +571,40 @@ func (b *bench) scaleRestart(ctx context.Context, n int) error {
 			}
 		}
 		name := fmt.Sprintf("q%02d", i)
-		plans = append(plans, sessionPlan{name: name, phases: phases, spec: opsv1.OpsSessionSpec{
+		q.plans = append(q.plans, sessionPlan{name: name, phases: phases, spec: opsv1.OpsSessionSpec{
 			MaxConcurrent: ptr.To(int32(l)), MaxCompleted: ptr.To(int32(per)), AdmissionPolicy: opsv1.AdmissionQueue,
 		}})
-		limit[name], fits[name] = l, min(nQ, l-nR-nP)
-		queued += nQ
+		q.limit[name] = l
+		q.fits += min(nQ, l-nR-nP)
+		q.queued += nQ
 	}
-	totalFits := 0
-	for _, f := range fits {
-		totalFits += f
-	}
-	logf("scale-restart: %d operations over %d Queue sessions, %d queued of which %d fit", n, len(plans), queued, totalFits)
-	load, err := b.load(ctx, ns, plans)
-	if err != nil {
-		return fmt.Errorf("scale-restart load: %w", err)
-	}
-	r := &RestartResult{Load: load, MaxConcurrent: limit[plans[0].name], Queued: queued, Fits: totalFits}
-	b.scaleResults().Restart = r
+	return q
+}
 
+// pending returns the names of the operations loaded as Pending.
+func (q restartQueue) pending() map[string]bool {
 	pending := map[string]bool{}
-	for _, p := range plans {
+	for _, p := range q.plans {
 		for j, ph := range p.phases {
 			if ph == opsv1.PhasePending {
 				pending[opName(p.name, j)] = true
 			}
 		}
 	}
-	var list opsv1.OperationList
-	if err := b.admin.List(ctx, &list, client.InNamespace(ns), client.Limit(1)); err != nil {
-		return err
-	}
-	rv := list.ResourceVersion
-	if err := b.mgr.start(); err != nil {
-		return err
-	}
-	t0 := b.mgr.started
-	readyCh := make(chan error, 1)
-	go func() {
-		d, err := b.mgr.waitReady(ctx, 5*time.Minute)
-		r.ReadySeconds = round(d.Seconds(), 2)
-		readyCh <- err
-	}()
+	return pending
+}
+
+// waitQueueAdmitted watches the namespace from resource version rv until
+// fits of the pending operations are active, and records when the first one
+// was, from t0. It gives up after 10 minutes.
+func (b *bench) waitQueueAdmitted(ctx context.Context, ns, rv string, pending map[string]bool, fits int, t0 time.Time, r *RestartResult) error {
 	admitted := 0
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
-	for admitted < totalFits {
+	for admitted < fits {
 		w, err := b.admin.Watch(wctx, &opsv1.OperationList{}, client.InNamespace(ns), &client.ListOptions{Raw: &metav1.ListOptions{ResourceVersion: rv}})
 		if err != nil {
-			return fmt.Errorf("watching the queue: %w (%d of %d admitted)", err, admitted, totalFits)
+			return fmt.Errorf("watching the queue: %w (%d of %d admitted)", err, admitted, fits)
 		}
 		for ev := range w.ResultChan() {
 			if ev.Type == watch.Error {
@@ -567,32 +621,24 @@ func (b *bench) scaleRestart(ctx context.Context, n int) error {
 				if admitted++; admitted == 1 {
 					r.FirstAdmitSeconds = round(time.Since(t0).Seconds(), 2)
 				}
-				if admitted == totalFits {
+				if admitted == fits {
 					break
 				}
 			}
 		}
 		w.Stop()
 		if wctx.Err() != nil {
-			return fmt.Errorf("queue not admitted: %d of %d after 10 minutes", admitted, totalFits)
+			return fmt.Errorf("queue not admitted: %d of %d after 10 minutes", admitted, fits)
 		}
 	}
-	r.AllAdmittedSeconds = round(time.Since(t0).Seconds(), 2)
-	if err := <-readyCh; err != nil {
-		return err
-	}
-	time.Sleep(3 * time.Second) // anything more would be over-admission
-	ps := readProc(b.mgr.pid())
-	r.CPUSeconds, r.RSSMiB, r.PeakRSSMiB = round(ps.CPU, 2), round(mib(ps.RSSKB), 1), round(mib(ps.PeakKB), 1)
-	ss, err := b.mgr.scrape(ctx)
-	if err != nil {
-		return err
-	}
-	mr := managerRequests(ss)
-	r.Requests, r.Writes = mr.ByMethod, mr.writes()
+	return nil
+}
 
-	// Check the outcome on a fresh list: per session, active == what fits,
-	// and the admitted ones are the earliest registered.
+// checkQueueOutcome checks the outcome on a fresh list: per session, active
+// == what fits, and the admitted ones are the earliest registered. It fills
+// r's Admitted, StillQueued, OverAdmitted and FIFO.
+func (b *bench) checkQueueOutcome(ctx context.Context, ns string, q restartQueue, r *RestartResult) error {
+	var list opsv1.OperationList
 	if err := b.admin.List(ctx, &list, client.InNamespace(ns)); err != nil {
 		return err
 	}
@@ -602,44 +648,59 @@ func (b *bench) scaleRestart(ctx context.Context, n int) error {
 		bySession[op.Spec.SessionName] = append(bySession[op.Spec.SessionName], op)
 	}
 	r.FIFO = true
-	for _, p := range plans {
-		active := 0
-		var lastAdmitted, firstQueued time.Time
-		for _, op := range bySession[p.name] {
-			ph := lifecycle.Normalize(op.Status.Phase)
-			if lifecycle.IsActive(ph) {
-				active++
-			}
-			if !slices.Contains(p.phases, opsv1.PhasePending) {
-				continue
-			}
-			created := lifecycle.CreatedAt(op).Time
-			wasPending := p.phases[indexOf(op.Name)] == opsv1.PhasePending
-			switch {
-			case wasPending && lifecycle.IsActive(ph):
-				r.Admitted++
-				if created.After(lastAdmitted) {
-					lastAdmitted = created
-				}
-			case ph == opsv1.PhasePending:
-				r.StillQueued++
-				if firstQueued.IsZero() || created.Before(firstQueued) {
-					firstQueued = created
-				}
-			}
+	for _, p := range q.plans {
+		s := tallySession(p, bySession[p.name])
+		r.Admitted += s.admitted
+		r.StillQueued += s.stillQueued
+		if s.active > q.limit[p.name] {
+			r.OverAdmitted += s.active - q.limit[p.name]
 		}
-		if active > limit[p.name] {
-			r.OverAdmitted += active - limit[p.name]
-		}
-		if !firstQueued.IsZero() && lastAdmitted.After(firstQueued) {
+		if !s.firstQueued.IsZero() && s.lastAdmitted.After(s.firstQueued) {
 			r.FIFO = false
 		}
 	}
-	logf("scale-restart %d: ready %.2fs, first admission %.2fs, all %d admitted %.2fs; over-admitted %d, still queued %d, FIFO %v; "+
-		"manager %.0f writes, %.1f CPU s, RSS %.0f MiB (peak %.0f)",
-		n, r.ReadySeconds, r.FirstAdmitSeconds, r.Admitted, r.AllAdmittedSeconds, r.OverAdmitted, r.StillQueued, r.FIFO,
-		r.Writes, r.CPUSeconds, r.RSSMiB, r.PeakRSSMiB)
 	return nil
+}
+
+// sessionTally is one session's operations after the restart.
+type sessionTally struct {
+	active int
+	// admitted: loaded as Pending and active now; stillQueued: Pending now.
+	admitted, stillQueued int
+	// The latest registration among the admitted ones, and the earliest
+	// among those still queued.
+	lastAdmitted, firstQueued time.Time
+}
+
+// tallySession counts a session's active operations and, when it had
+// queued ones, which of those were admitted and which are still queued.
+func tallySession(p sessionPlan, ops []*opsv1.Operation) sessionTally {
+	var s sessionTally
+	hadQueue := slices.Contains(p.phases, opsv1.PhasePending)
+	for _, op := range ops {
+		ph := lifecycle.Normalize(op.Status.Phase)
+		if lifecycle.IsActive(ph) {
+			s.active++
+		}
+		if !hadQueue {
+			continue
+		}
+		created := lifecycle.CreatedAt(op).Time
+		wasPending := p.phases[indexOf(op.Name)] == opsv1.PhasePending
+		switch {
+		case wasPending && lifecycle.IsActive(ph):
+			s.admitted++
+			if created.After(s.lastAdmitted) {
+				s.lastAdmitted = created
+			}
+		case ph == opsv1.PhasePending:
+			s.stillQueued++
+			if s.firstQueued.IsZero() || created.Before(s.firstQueued) {
+				s.firstQueued = created
+			}
+		}
+	}
+	return s
 }
 
 // indexOf recovers an operation's registration index from its name.
@@ -652,8 +713,9 @@ func indexOf(name string) int {
 // the manager's CPU per minute once settled.
 func (b *bench) scaleIdle(ctx context.Context, n int) error {
 	ns := "bench-scale-idle"
-	var plans []sessionPlan
-	for i, per := range split(n, b.cfg.scaleSessions) {
+	perSession := split(n, b.cfg.scaleSessions)
+	plans := make([]sessionPlan, 0, len(perSession))
+	for i, per := range perSession {
 		phases := make([]opsv1.OperationPhase, per)
 		for j := range phases {
 			phases[j] = terminalPhase(b.cfg.scaleTerminal)

@@ -204,7 +204,9 @@ func Build(ctx context.Context, o BuildOptions) (Result, error) {
 		if tmp, err = os.MkdirTemp("", "ops-operator-image-"); err != nil {
 			return Result{}, err
 		}
-		defer os.RemoveAll(tmp)
+		// Best effort: the binaries are packed by then, and a leftover
+		// temp folder fails nothing.
+		defer func() { _ = os.RemoveAll(tmp) }()
 	}
 	var bins []Binary
 	for _, p := range o.Platforms {
@@ -400,7 +402,9 @@ func WriteLayoutTar(dir, tarPath string, mtime time.Time) error {
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp)
+	// Removes a partial tarball on failure; after the rename there is
+	// nothing left to remove, hence no error to check.
+	defer func() { _ = os.Remove(tmp) }()
 	tw := tar.NewWriter(f)
 	err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || path == dir {
@@ -427,7 +431,7 @@ func WriteLayoutTar(dir, tarPath string, mtime time.Time) error {
 		if err != nil {
 			return err
 		}
-		defer src.Close()
+		defer func() { _ = src.Close() }() // only read: io.Copy reports its errors
 		_, err = io.Copy(tw, src)
 		return err
 	})

@@ -88,41 +88,78 @@ func TestImage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cross-compiles the manager twice")
 	}
+	ctx := context.Background()
+	b := buildTestImage(ctx, t)
+
+	idx := checkLayoutIndex(t, b)
+	im := checkIndexManifest(t, b, idx)
+	checkPlatformImages(t, b, idx, im)
+	checkRepack(t, b)
+
+	t.Run("tarball", func(t *testing.T) {
+		unpacked := t.TempDir()
+		untar(t, b.tar, unpacked)
+		fromTar, err := LoadIndex(unpacked)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkDigest(t, "index from the tarball", fromTar, b.res.IndexDigest)
+	})
+	t.Run("push", func(t *testing.T) { testPush(ctx, t, b, im) })
+}
+
+// testBuild is what buildTestImage built, and with what.
+type testBuild struct {
+	root, dir string
+	// out is the layout, tar the tarball.
+	out, tar string
+	plats    []v1.Platform
+	meta     Meta
+	res      Result
+}
+
+// buildTestImage builds the image for linux/amd64 and linux/arm64 into a
+// temp dir, as make image does.
+func buildTestImage(ctx context.Context, t *testing.T) testBuild {
+	t.Helper()
 	root, err := filepath.Abs(repoRoot)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	out, tarPath, binDir := filepath.Join(dir, "image"), filepath.Join(dir, "image.tar"), filepath.Join(dir, "bin")
+	b := testBuild{root: root, dir: t.TempDir()}
+	b.out, b.tar = filepath.Join(b.dir, "image"), filepath.Join(b.dir, "image.tar")
+	binDir := filepath.Join(b.dir, "bin")
 	if err := os.Mkdir(binDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	plats, err := parsePlatforms("linux/amd64,linux/arm64")
-	if err != nil {
+	if b.plats, err = parsePlatforms("linux/amd64,linux/arm64"); err != nil {
 		t.Fatal(err)
 	}
-	meta, err := resolveMeta(root, "example.test/meerkat/ops-operator:v9.9.9-test", "", "1767225600") // 2026-01-01
-	if err != nil {
+	if b.meta, err = resolveMeta(root, "example.test/meerkat/ops-operator:v9.9.9-test", "", "1767225600"); err != nil { // 2026-01-01
 		t.Fatal(err)
 	}
-	ctx := context.Background()
 	start := time.Now()
-	res, err := Build(ctx, BuildOptions{Root: root, Out: out, Tar: tarPath, BinDir: binDir, Platforms: plats, Meta: meta})
+	b.res, err = Build(ctx, BuildOptions{Root: root, Out: b.out, Tar: b.tar, BinDir: binDir, Platforms: b.plats, Meta: b.meta})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("built %s in %v", res.IndexDigest, time.Since(start).Round(time.Millisecond))
+	t.Logf("built %s in %v", b.res.IndexDigest, time.Since(start).Round(time.Millisecond))
+	return b
+}
 
-	// The layout names one index, by tag and full name.
-	idx, err := LoadIndex(out)
+// checkLayoutIndex checks that the layout names one index, by tag and full
+// name, and returns it.
+func checkLayoutIndex(t *testing.T, b testBuild) v1.ImageIndex {
+	t.Helper()
+	idx, err := LoadIndex(b.out)
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkDigest(t, "layout index", idx, res.IndexDigest)
+	checkDigest(t, "layout index", idx, b.res.IndexDigest)
 	var top v1.IndexManifest
-	if b, err := os.ReadFile(filepath.Join(out, "index.json")); err != nil {
+	if data, err := os.ReadFile(filepath.Join(b.out, "index.json")); err != nil {
 		t.Fatal(err)
-	} else if err := json.Unmarshal(b, &top); err != nil {
+	} else if err := json.Unmarshal(data, &top); err != nil {
 		t.Fatal(err)
 	}
 	if len(top.Manifests) != 1 {
@@ -133,7 +170,13 @@ func TestImage(t *testing.T) {
 			t.Errorf("index.json annotation %s = %q; want %q", k, got, v)
 		}
 	}
+	return idx
+}
 
+// checkIndexManifest checks the image index: OCI, one manifest per
+// platform, the metadata as annotations. It returns its manifest.
+func checkIndexManifest(t *testing.T, b testBuild, idx v1.ImageIndex) *v1.IndexManifest {
+	t.Helper()
 	im, err := idx.IndexManifest()
 	if err != nil {
 		t.Fatal(err)
@@ -141,18 +184,24 @@ func TestImage(t *testing.T) {
 	if im.MediaType != types.OCIImageIndex {
 		t.Errorf("index media type %q; want %q", im.MediaType, types.OCIImageIndex)
 	}
-	if len(im.Manifests) != len(plats) {
-		t.Fatalf("index has %d manifests; want %d", len(im.Manifests), len(plats))
+	if len(im.Manifests) != len(b.plats) {
+		t.Fatalf("index has %d manifests; want %d", len(im.Manifests), len(b.plats))
 	}
-	for k, v := range meta.Labels() {
+	for k, v := range b.meta.Labels() {
 		if im.Annotations[k] != v {
 			t.Errorf("index annotation %s = %q; want %q", k, im.Annotations[k], v)
 		}
 	}
+	return im
+}
 
-	ports := managerPorts(t, root)
-	var baseDigests []v1.Hash
-	for i, p := range plats {
+// checkPlatformImages checks each platform's image (checkImage) and that
+// they share their base layer.
+func checkPlatformImages(t *testing.T, b testBuild, idx v1.ImageIndex, im *v1.IndexManifest) {
+	t.Helper()
+	ports := managerPorts(t, b.root)
+	baseDigests := make([]v1.Hash, 0, len(b.plats))
+	for i, p := range b.plats {
 		d := im.Manifests[i]
 		if d.Platform == nil || d.Platform.OS != p.OS || d.Platform.Architecture != p.Architecture {
 			t.Errorf("manifest %d platform %v; want %s", i, d.Platform, p)
@@ -161,83 +210,85 @@ func TestImage(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		base := checkImage(t, p, img, meta, ports)
+		base := checkImage(t, p, img, b.meta, ports)
 		baseDigests = append(baseDigests, base)
 	}
 	if len(baseDigests) == 2 && baseDigests[0] != baseDigests[1] {
 		t.Errorf("base layers differ between platforms: %v", baseDigests)
 	}
+}
 
-	// The same binaries and metadata give the same index; another version
-	// gives another one.
-	again, err := Pack(meta, res.Binaries)
+// checkRepack checks that the same binaries and metadata give the same
+// index, and another version another one.
+func checkRepack(t *testing.T, b testBuild) {
+	t.Helper()
+	again, err := Pack(b.meta, b.res.Binaries)
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkDigest(t, "repacked index", again, res.IndexDigest)
-	other := meta
+	checkDigest(t, "repacked index", again, b.res.IndexDigest)
+	other := b.meta
 	other.Version = "v9.9.10"
-	if d, _ := mustPack(t, other, res.Binaries).Digest(); d == res.IndexDigest {
+	if d, _ := mustPack(t, other, b.res.Binaries).Digest(); d == b.res.IndexDigest {
 		t.Errorf("another version gave the same index digest %s", d)
 	}
+}
 
-	t.Run("tarball", func(t *testing.T) {
-		unpacked := t.TempDir()
-		untar(t, tarPath, unpacked)
-		fromTar, err := LoadIndex(unpacked)
+// testPush pushes the layout to an in-process registry and pulls the index
+// and each platform's image, layers included, back.
+func testPush(ctx context.Context, t *testing.T, b testBuild, im *v1.IndexManifest) {
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer srv.Close()
+	dst := strings.TrimPrefix(srv.URL, "http://") + "/meerkat/ops-operator:v9.9.9-test"
+	pushed, err := Push(ctx, b.out, dst, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pushed != b.res.IndexDigest {
+		t.Errorf("Push returned %s; want %s", pushed, b.res.IndexDigest)
+	}
+	ref, err := name.ParseReference(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pulled, err := remote.Index(ref, remote.WithContext(ctx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkDigest(t, "pulled index", pulled, b.res.IndexDigest)
+	for i, p := range b.plats {
+		img, err := remote.Image(ref, remote.WithContext(ctx), remote.WithPlatform(p))
 		if err != nil {
 			t.Fatal(err)
 		}
-		checkDigest(t, "index from the tarball", fromTar, res.IndexDigest)
-	})
+		checkDigest(t, "pulled "+p.String()+" image", img, im.Manifests[i].Digest)
+		checkPulledLayers(t, p, img)
+	}
+	if _, err := Push(ctx, filepath.Join(b.dir, "missing"), dst, nil); err == nil {
+		t.Error("Push from a missing layout: no error")
+	}
+}
 
-	t.Run("push", func(t *testing.T) {
-		srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-		defer srv.Close()
-		dst := strings.TrimPrefix(srv.URL, "http://") + "/meerkat/ops-operator:v9.9.9-test"
-		pushed, err := Push(ctx, out, dst, nil)
+// checkPulledLayers checks that the layers came along, not only manifests.
+func checkPulledLayers(t *testing.T, p v1.Platform, img v1.Image) {
+	t.Helper()
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range layers {
+		rc, err := l.Compressed()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if pushed != res.IndexDigest {
-			t.Errorf("Push returned %s; want %s", pushed, res.IndexDigest)
+		n, err := io.Copy(io.Discard, rc)
+		if cerr := rc.Close(); err == nil {
+			err = cerr
 		}
-		ref, err := name.ParseReference(dst)
-		if err != nil {
-			t.Fatal(err)
+		if err != nil || n == 0 {
+			t.Errorf("%s: pulling a layer: %d bytes, %v", p, n, err)
 		}
-		pulled, err := remote.Index(ref, remote.WithContext(ctx))
-		if err != nil {
-			t.Fatal(err)
-		}
-		checkDigest(t, "pulled index", pulled, res.IndexDigest)
-		for i, p := range plats {
-			img, err := remote.Image(ref, remote.WithContext(ctx), remote.WithPlatform(p))
-			if err != nil {
-				t.Fatal(err)
-			}
-			checkDigest(t, "pulled "+p.String()+" image", img, im.Manifests[i].Digest)
-			// Layers came along, not only manifests.
-			layers, err := img.Layers()
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, l := range layers {
-				rc, err := l.Compressed()
-				if err != nil {
-					t.Fatal(err)
-				}
-				n, err := io.Copy(io.Discard, rc)
-				rc.Close()
-				if err != nil || n == 0 {
-					t.Errorf("%s: pulling a layer: %d bytes, %v", p, n, err)
-				}
-			}
-		}
-		if _, err := Push(ctx, filepath.Join(dir, "missing"), dst, nil); err == nil {
-			t.Error("Push from a missing layout: no error")
-		}
-	})
+	}
 }
 
 // checkImage checks one platform's image against meta and returns its base
@@ -255,10 +306,34 @@ func checkImage(t *testing.T, p v1.Platform, img v1.Image, meta Meta, ports []st
 	if err != nil {
 		t.Fatal(err)
 	}
+	uid, gid := checkConfig(t, p, cf, meta, ports)
+
+	layers := checkLayers(t, p, img)
+	files := readLayers(t, layers)
+	mgr := checkManagerFile(t, p, files, meta)
+	checkUser(t, p, files, uid, gid)
+
+	// Run the binary of this machine's architecture: it must start and
+	// print its flags.
+	if p.OS == runtime.GOOS && p.Architecture == runtime.GOARCH {
+		runHelp(t, mgr.data)
+	}
+	d, err := layers[0].Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// checkConfig checks one platform's image config: platform, created time,
+// entrypoint, user, labels and exposed ports. It returns the user's uid and
+// gid.
+func checkConfig(t *testing.T, p v1.Platform, cf *v1.ConfigFile, meta Meta, ports []string) (uid, gid string) {
+	t.Helper()
 	if cf.OS != p.OS || cf.Architecture != p.Architecture {
 		t.Errorf("%s: config says %s/%s", p, cf.OS, cf.Architecture)
 	}
-	if !cf.Created.Time.Equal(meta.Created) {
+	if !cf.Created.Equal(meta.Created) {
 		t.Errorf("%s: created %v; want %v", p, cf.Created.Time, meta.Created)
 	}
 	c := cf.Config
@@ -289,7 +364,13 @@ func checkImage(t *testing.T, p v1.Platform, img v1.Image, meta Meta, ports []st
 			t.Errorf("%s: manager.yaml's containerPort %s not exposed (%v)", p, port, c.ExposedPorts)
 		}
 	}
+	return uid, gid
+}
 
+// checkLayers checks that the image has two OCI layers, base and manager,
+// and returns them.
+func checkLayers(t *testing.T, p v1.Platform, img v1.Image) []v1.Layer {
+	t.Helper()
 	layers, err := img.Layers()
 	if err != nil {
 		t.Fatal(err)
@@ -302,8 +383,13 @@ func checkImage(t *testing.T, p v1.Platform, img v1.Image, meta Meta, ports []st
 			t.Errorf("%s: layer media type %q; want %q", p, mt, types.OCILayer)
 		}
 	}
-	files := readLayers(t, layers)
+	return layers
+}
 
+// checkManagerFile checks /manager: an executable static ELF binary for the
+// platform, with the image's created time; it returns it.
+func checkManagerFile(t *testing.T, p v1.Platform, files map[string]file, meta Meta) file {
+	t.Helper()
 	mgr, ok := files["manager"]
 	if !ok {
 		t.Fatalf("%s: no /manager in the image", p)
@@ -315,8 +401,13 @@ func checkImage(t *testing.T, p v1.Platform, img v1.Image, meta Meta, ports []st
 		t.Errorf("%s: /manager mtime %v; want %v", p, mgr.hdr.ModTime, meta.Created)
 	}
 	checkELF(t, p, mgr.data)
+	return mgr
+}
 
-	// The user exists, with a home it owns, and /tmp is writable by it.
+// checkUser checks that the user exists, with a home it owns, and that
+// /tmp is writable by it.
+func checkUser(t *testing.T, p v1.Platform, files map[string]file, uid, gid string) {
+	t.Helper()
 	passwd := string(files["etc/passwd"].data)
 	wantUser := "nonroot:x:" + uid + ":" + gid + ":nonroot:/home/nonroot:"
 	if !strings.Contains(passwd, wantUser) {
@@ -331,17 +422,6 @@ func checkImage(t *testing.T, p v1.Platform, img v1.Image, meta Meta, ports []st
 	if h := files["tmp/"].hdr; h == nil || h.Typeflag != tar.TypeDir || h.Mode&0o1777 != 0o1777 {
 		t.Errorf("%s: /tmp missing or not mode 1777: %+v", p, h)
 	}
-
-	// Run the binary of this machine's architecture: it must start and
-	// print its flags.
-	if p.OS == runtime.GOOS && p.Architecture == runtime.GOARCH {
-		runHelp(t, mgr.data)
-	}
-	d, err := layers[0].Digest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
 }
 
 type file struct {
@@ -374,7 +454,9 @@ func readLayers(t *testing.T, layers []v1.Layer) map[string]file {
 			}
 			files[h.Name] = file{hdr: h, data: data}
 		}
-		rc.Close()
+		if err := rc.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return files
 }
@@ -410,7 +492,7 @@ func runHelp(t *testing.T, bin []byte) {
 	cmd.Env = []string{"HOME=" + t.TempDir()} // nothing of this machine's cluster
 	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
-	if err != nil && !(errors.As(err, &ee) && ee.ExitCode() == 2) {
+	if err != nil && (!errors.As(err, &ee) || ee.ExitCode() != 2) {
 		t.Fatalf("/manager --help: %v (want exit status 0 or 2)\n%s", err, out)
 	}
 	for _, flag := range []string{"-metrics-bind-address", "-health-probe-bind-address", "-leader-elect", "-kubeconfig"} {
@@ -430,8 +512,9 @@ func managerPorts(t *testing.T, root string) []string {
 	if !regexp.MustCompile(`(?m)^\s*runAsNonRoot:\s*true\b`).Match(y) {
 		t.Error("config/manager/manager.yaml no longer sets runAsNonRoot: true; revisit the image user")
 	}
-	var ports []string
-	for _, m := range regexp.MustCompile(`containerPort:\s*(\d+)`).FindAllSubmatch(y, -1) {
+	matches := regexp.MustCompile(`containerPort:\s*(\d+)`).FindAllSubmatch(y, -1)
+	ports := make([]string, 0, len(matches))
+	for _, m := range matches {
 		ports = append(ports, string(m[1]))
 	}
 	if len(ports) == 0 {
@@ -468,7 +551,7 @@ func untar(t *testing.T, tarPath, dst string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // only read: tr.Next and io.ReadAll report its errors
 	tr := tar.NewReader(f)
 	for {
 		h, err := tr.Next()

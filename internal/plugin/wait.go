@@ -9,15 +9,10 @@ import (
 
 	"github.com/spf13/cobra"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/tools/cache"
-	watchtools "k8s.io/client-go/tools/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	opsv1 "github.com/meerkat-ops/ops-operator/api/v1alpha1"
+	"github.com/meerkat-ops/ops-operator/internal/objwatch"
 	"github.com/meerkat-ops/ops-operator/pkg/lifecycle"
 )
 
@@ -89,51 +84,19 @@ func waitFinal(ctx context.Context, c client.WithWatch, ns, name string, timeout
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
-	sel := fields.OneTermEqualSelector("metadata.name", name).String()
-	lw := &cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
-			opts.FieldSelector = sel
-			list := &opsv1.OperationList{}
-			err := c.List(ctx, list, client.InNamespace(ns), &client.ListOptions{Raw: &opts})
-			return list, err
-		},
-		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
-			opts.FieldSelector = sel
-			return c.Watch(ctx, &opsv1.OperationList{}, client.InNamespace(ns), &client.ListOptions{Raw: &opts})
-		},
-	}
 	var last *opsv1.Operation
-	errDeleted := errors.New("deleted")
-	pre := func(store cache.Store) (bool, error) {
-		obj, ok, err := store.GetByKey(ns + "/" + name)
-		if err != nil {
-			return false, err
-		}
-		if !ok {
-			return false, fmt.Errorf("operation %q not found in namespace %q", name, ns)
-		}
-		last = obj.(*opsv1.Operation)
-		return lifecycle.IsFinal(last.Status.Phase), nil
-	}
-	cond := func(ev watch.Event) (bool, error) {
-		op, ok := ev.Object.(*opsv1.Operation)
-		if !ok {
-			return false, nil
-		}
-		last = op
-		final := lifecycle.IsFinal(op.Status.Phase)
-		if ev.Type == watch.Deleted && !final {
-			return false, errDeleted
-		}
-		return final, nil
-	}
-	_, err := watchtools.UntilWithSync(ctx, lw, &opsv1.Operation{}, pre, cond)
+	err := objwatch.Until(ctx, c, ns, name, &opsv1.Operation{}, &opsv1.OperationList{}, func(o client.Object) bool {
+		last = o.(*opsv1.Operation)
+		return lifecycle.IsFinal(last.Status.Phase)
+	})
 	switch {
 	case err == nil:
 		return last, nil
-	case errors.Is(err, errDeleted):
+	case errors.Is(err, objwatch.ErrDeleted) && last == nil:
+		return nil, operationNotFound(name, ns)
+	case errors.Is(err, objwatch.ErrDeleted):
 		return nil, fmt.Errorf("operation %s was deleted while %s, before it finished", name, lifecycle.Normalize(last.Status.Phase))
-	case ctx.Err() != nil && errors.Is(ctx.Err(), context.DeadlineExceeded):
+	case errors.Is(err, context.DeadlineExceeded):
 		if last == nil {
 			return nil, fmt.Errorf("timed out after %s waiting for operation %s", timeout, name)
 		}
@@ -144,7 +107,11 @@ func waitFinal(ctx context.Context, c client.WithWatch, ns, name string, timeout
 
 func notFound(err error, name, ns string) error {
 	if apierrors.IsNotFound(err) {
-		return fmt.Errorf("operation %q not found in namespace %q", name, ns)
+		return operationNotFound(name, ns)
 	}
 	return err
+}
+
+func operationNotFound(name, ns string) error {
+	return fmt.Errorf("operation %q not found in namespace %q", name, ns)
 }

@@ -9,6 +9,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	opsv1 "github.com/meerkat-ops/ops-operator/api/v1alpha1"
+	"github.com/meerkat-ops/ops-operator/internal/objwatch"
 )
 
 // TerminateOwner terminates every non-terminal operation of the session
@@ -40,5 +41,5 @@ func (r *Registry) TerminateOwner(ctx context.Context, reason string) error {
 	if terminated(s) {
 		return nil
 	}
-	return r.watchUntil(ctx, &opsv1.OpsSession{}, &opsv1.OpsSessionList{}, r.session, terminated)
+	return objwatch.Until(ctx, r.rt.c, r.rt.ns, r.session, &opsv1.OpsSession{}, &opsv1.OpsSessionList{}, terminated)
 }

@@ -6,15 +6,12 @@ import (
 	"fmt"
 	"sync"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/watch"
 	toolscache "k8s.io/client-go/tools/cache"
-	watchtools "k8s.io/client-go/tools/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	opsv1 "github.com/meerkat-ops/ops-operator/api/v1alpha1"
+	"github.com/meerkat-ops/ops-operator/internal/objwatch"
 	"github.com/meerkat-ops/ops-operator/pkg/lifecycle"
 )
 
@@ -52,7 +49,7 @@ type waitResult struct {
 }
 
 func newSessionWatch(c client.WithWatch, ns, session string) *sessionWatch {
-	lw := listWatch(c, ns, &opsv1.OperationList{}, client.MatchingFields{"spec.sessionName": session})
+	lw := objwatch.ListWatch(c, ns, &opsv1.OperationList{}, client.MatchingFields{"spec.sessionName": session})
 	sw := &sessionWatch{
 		informer:   toolscache.NewSharedIndexInformer(lw, &opsv1.Operation{}, 0, toolscache.Indexers{}),
 		ns:         ns,
@@ -206,64 +203,4 @@ func (sw *sessionWatch) resolve(name string, decide func(*waiter) (waitResult, b
 	} else {
 		sw.waiters[name] = kept
 	}
-}
-
-// listWatch lists and watches the objects of list's kind in namespace ns
-// that match sel, passing on the options of the informer using it
-// (resourceVersion, timeout, bookmarks, chunking). A client that says it
-// cannot stream a list's initial events (a test's fake) gets a plain list
-// and watch from the informer instead.
-func listWatch(c client.WithWatch, ns string, list client.ObjectList, sel client.MatchingFields) toolscache.ListerWatcher {
-	return toolscache.ToListWatcherWithWatchListSemantics(&toolscache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
-			l := list.DeepCopyObject().(client.ObjectList)
-			err := c.List(ctx, l, client.InNamespace(ns), sel, &client.ListOptions{Raw: &opts})
-			return l, err
-		},
-		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
-			return c.Watch(ctx, list.DeepCopyObject().(client.ObjectList), client.InNamespace(ns), sel, &client.ListOptions{Raw: &opts})
-		},
-	}, c)
-}
-
-// errDeleted: the object watchUntil waited on was deleted first.
-var errDeleted = errors.New("object deleted")
-
-// watchUntil waits until cond holds for the object of obj's kind named name
-// in the Runtime's namespace (list is that kind's list). It lists and
-// watches that one object with watchtools.UntilWithSync, whose informer
-// relists when a watch ends or its resourceVersion has expired, so it sees
-// the object's latest state whatever happens to the watch connection. It
-// returns nil once cond holds, errDeleted if the object is missing or is
-// deleted before cond holds for it, and ctx's error if ctx ends first.
-func (r *Registry) watchUntil(ctx context.Context, obj client.Object, list client.ObjectList, name string, cond func(client.Object) bool) error {
-	lw := listWatch(r.rt.c, r.rt.ns, list, client.MatchingFields{"metadata.name": name})
-	listed := func(store toolscache.Store) (bool, error) {
-		o, ok, err := store.GetByKey(r.rt.ns + "/" + name)
-		switch {
-		case err != nil:
-			return false, err
-		case !ok:
-			return false, errDeleted
-		}
-		return cond(o.(client.Object)), nil
-	}
-	changed := func(ev watch.Event) (bool, error) {
-		o, ok := ev.Object.(client.Object)
-		switch {
-		case !ok:
-			return false, nil
-		case cond(o):
-			return true, nil
-		case ev.Type == watch.Deleted:
-			return false, errDeleted
-		}
-		return false, nil
-	}
-	_, err := watchtools.UntilWithSync(ctx, lw, obj, listed, changed)
-	if err != nil && ctx.Err() != nil {
-		// UntilWithSync reports an ended ctx as its own error.
-		return ctx.Err()
-	}
-	return err
 }

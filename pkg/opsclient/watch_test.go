@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	opsv1 "github.com/meerkat-ops/ops-operator/api/v1alpha1"
+	"github.com/meerkat-ops/ops-operator/internal/objwatch"
 )
 
 // Unit tests of the watches on a fake client: how long the shared session
@@ -110,7 +111,7 @@ func TestSessionWatchOutlivesCallerContext(t *testing.T) {
 }
 
 // TestTerminateOwnerWatch: TerminateOwner returns once the controller
-// reports the termination, errDeleted if the session goes first, and ctx's
+// reports the termination, objwatch.ErrDeleted if the session goes first, and ctx's
 // error if ctx ends first.
 func TestTerminateOwnerWatch(t *testing.T) {
 	cases := map[string]struct {
@@ -137,7 +138,7 @@ func TestTerminateOwnerWatch(t *testing.T) {
 			act: func(ctx context.Context, c client.Client, _ context.CancelFunc) error {
 				return c.Delete(ctx, &opsv1.OpsSession{ObjectMeta: metav1.ObjectMeta{Name: testSession, Namespace: testNS}})
 			},
-			want: errDeleted,
+			want: objwatch.ErrDeleted,
 		},
 		"ctx ends": {
 			act: func(_ context.Context, _ client.Client, cancel context.CancelFunc) error {
